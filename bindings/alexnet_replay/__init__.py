@@ -1,0 +1,36 @@
+"""alexnet-replay: run the 2012 AlexNet release's networks today, and prove it.
+
+Subpackages
+-----------
+original   the release as an archive: manifest, verification, cfg reader, catalog
+harness    replay of the original driver (training schedules, data providers)
+modernize  the PyTorch port and the parity suite
+
+The compiled engine is ``alexnet_replay._core``; :func:`build_info` reports how it
+was built.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version as _version
+
+from .errors import ConfigError, ReplayError
+
+try:
+    __version__ = _version("alexnet-replay")
+except PackageNotFoundError:  # pragma: no cover - running from an unbuilt tree
+    __version__ = "0+unknown"
+
+
+def build_info() -> dict:
+    """Facts of the compiled engine: compiler, flags, BLAS, CUDA, devices seen."""
+    from . import _core
+
+    info = dict(_core.build_info())
+    count, reason = _core.cuda_device_count()
+    info["cuda_devices"] = count
+    info["cuda_devices_reason"] = reason
+    return info
+
+
+__all__ = ["ConfigError", "ReplayError", "build_info", "__version__"]

@@ -1,0 +1,144 @@
+"""The ``alexnet-replay`` command. Thin by design (STYLE.md habit 11): each
+subcommand parses its options, calls a library function and prints the result.
+
+A :class:`~alexnet_replay.errors.ReplayError` (a mistake in the user's input)
+is printed as one line, ``alexnet-replay: error: ...``, without a traceback,
+and sets the exit code (2 for a cfg file the reader rejects).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .errors import ReplayError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _version_text() -> str:
+    from . import __version__, build_info
+
+    info = build_info()
+    cuda = "no"
+    if info["cuda_compiled"]:
+        seen = (f"{info['cuda_devices']} device(s)" if info["cuda_devices"]
+                else f"no device ({info['cuda_devices_reason']})")
+        cuda = f"yes ({info['cuda_compiler']}, architectures {info['cuda_archs']}); {seen}"
+    return "\n".join([
+        f"alexnet-replay {__version__}",
+        f"  engine      C++17, {info['cxx_compiler']}, {info['build_type']} build",
+        f"  flags       {info['cxx_flags'] or '(none)'}",
+        f"  BLAS        {info['blas']}",
+        f"  CUDA code   {cuda}",
+    ])
+
+
+def _print_json(obj: object) -> None:
+    json.dump(obj, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def _image_size(text: str) -> tuple[int, int, int]:
+    try:
+        dims = tuple(int(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        dims = ()
+    if len(dims) != 3 or min(dims) < 1:
+        raise argparse.ArgumentTypeError(f"expected C,H,W such as 3,224,224, got {text!r}")
+    return dims  # type: ignore[return-value]
+
+
+# -- subcommands ---------------------------------------------------------------
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from .original.verify import verify_copy
+
+    report = verify_copy(Path(args.path))
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        print(report.format_text(verbose=args.verbose))
+    return 0 if report.ok else 1
+
+
+def _cmd_catalog(args: argparse.Namespace) -> int:
+    from .original.catalog import build_catalog, catalog_markdown, catalog_text
+
+    catalog = build_catalog(Path(args.path), progress=not args.json and not args.md and sys.stderr.isatty())
+    if args.json:
+        _print_json(catalog)
+    elif args.md:
+        sys.stdout.write(catalog_markdown(catalog))
+    else:
+        sys.stdout.write(catalog_text(catalog))
+    return 0
+
+
+def _cmd_show_net(args: argparse.Namespace) -> int:
+    from .original.shownet import describe_network
+
+    text, _ = describe_network(args.layers, args.params, image_size=args.image_size,
+                               lenient=args.lenient, num_gpus=args.num_gpus, as_json=args.json)
+    sys.stdout.write(text)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="alexnet-replay",
+        description="Run the 2012 AlexNet release's networks today, exactly as its files define them.")
+    parser.add_argument("--version", action="store_true", help="print the version and how the engine was built")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("verify", help="check a copy of the 2012 release against its manifest and git tree id")
+    p.add_argument("path", help="folder of the copy (a clone or an unpacked archive)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (docs/json-formats.md)")
+    p.add_argument("-v", "--verbose", action="store_true", help="list every missing file")
+    p.set_defaults(handler=_cmd_verify)
+
+    p = sub.add_parser("catalog", help="every .cfg under a folder: verdicts, shapes, parameters, notes")
+    p.add_argument("path", help="folder to search for .cfg files (e.g. a copy of the release)")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print one JSON object (docs/json-formats.md)")
+    fmt.add_argument("--md", action="store_true", help="print Markdown tables")
+    p.set_defaults(handler=_cmd_catalog)
+
+    p = sub.add_parser("show-net", help="table of a network's layers: shapes, weights, multiply-adds")
+    p.add_argument("layers", help="layer-definition file, or the name of a bundled network (paper-2012, cifar-18pct)")
+    p.add_argument("params", nargs="?", help="layer-parameter file (optional; checked when given)")
+    p.add_argument("--image-size", type=_image_size, metavar="C,H,W",
+                   help="input image size (default: the size the release used for this family)")
+    p.add_argument("--lenient", action="store_true", help="relax the old-file quirks instead of failing")
+    p.add_argument("--num-gpus", type=int, metavar="N", help="bound the gpu= keys as --num-gpus did")
+    p.add_argument("--json", action="store_true", help="print one JSON object (docs/json-formats.md)")
+    p.set_defaults(handler=_cmd_show_net)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.version:
+            print(_version_text())
+            return 0
+        if not getattr(args, "handler", None):
+            parser.print_help()
+            return 2
+        return args.handler(args)
+    except ReplayError as exc:
+        print(f"alexnet-replay: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except BrokenPipeError:  # `alexnet-replay catalog ... | head`
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        print("alexnet-replay: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,38 @@
+// alexnet_replay._core: the Python face of the C++ engine. Thin by design
+// (STYLE.md habit 3): it converts arguments and results, the engine does the work.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "alexnet/build_info.h"
+
+namespace py = pybind11;
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "C++ engine of alexnet-replay";
+
+  m.def(
+      "build_info",
+      [] {
+        const alexnet::BuildInfo info = alexnet::build_info();
+        py::dict d;
+        d["version"] = info.version;
+        d["cxx_compiler"] = info.cxx_compiler;
+        d["cxx_flags"] = info.cxx_flags;
+        d["build_type"] = info.build_type;
+        d["blas"] = info.blas;
+        d["cuda_compiled"] = info.cuda_compiled;
+        d["cuda_compiler"] = info.cuda_compiler;
+        d["cuda_archs"] = info.cuda_archs;
+        return d;
+      },
+      "Facts of this build: compiler, flags, BLAS, and whether CUDA code was compiled.");
+
+  m.def(
+      "cuda_device_count",
+      [] {
+        std::string error;
+        int n = alexnet::cuda_device_count(&error);
+        return py::make_tuple(n, error);
+      },
+      "(count, reason): CUDA devices visible to the runtime; reason says why count is 0.");
+}

@@ -1,0 +1,26 @@
+// Build facts of the compiled engine: what --version prints, so that a result
+// can always be traced to the compiler, flags, BLAS and backends that made it.
+#pragma once
+
+#include <string>
+
+namespace alexnet {
+
+struct BuildInfo {
+  std::string version;        // project version, from pyproject.toml
+  std::string cxx_compiler;   // e.g. "GNU 12.2.0"
+  std::string cxx_flags;      // flags of the build type in use
+  std::string build_type;     // CMake build type
+  std::string blas;           // which BLAS the CPU engine calls
+  bool cuda_compiled = false; // were CUDA sources compiled into this build?
+  std::string cuda_compiler;  // "nvcc 13.0.88", empty without CUDA
+  std::string cuda_archs;     // "80-real,90-real,90-virtual", empty without CUDA
+};
+
+BuildInfo build_info();
+
+// Number of CUDA devices the runtime sees; 0 without a GPU or driver, and
+// always 0 when CUDA code was not compiled. `error` receives the reason for 0.
+int cuda_device_count(std::string* error);
+
+}  // namespace alexnet

@@ -1,0 +1,1 @@
+"""Replay of the original driver: options, data providers, schedules (harness issue)."""
