@@ -198,7 +198,7 @@ class _Builder:
         return self.mode == LENIENT
 
     def error(self, name: str, key: str | None, reason: str) -> ConfigError:
-        return self.read.error(name, key, f"layer '{name}': {reason}")
+        return self.read.error(name, key, reason)
 
     # -- shared pieces -------------------------------------------------------
     def inputs(self, name: str, count: int | None = None, at_least: int = 1) -> list[Layer]:

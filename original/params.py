@@ -119,8 +119,8 @@ class _Params:
 
     def error(self, layer: str, key: str | None, reason: str) -> ConfigError:
         if self.cfg.has_section(layer):
-            return self.read.error(layer, key, f"layer '{layer}': {reason}")
-        return ConfigError(f"layer '{layer}': {reason}", file=self.cfg.path, section=layer, key=key)
+            return self.read.error(layer, key, reason)
+        return ConfigError(reason, file=self.cfg.path, section=layer, key=key)
 
     def weights(self, layer: Layer) -> dict:
         r, name, n = self.read, layer.name, len(layer.weights)

@@ -67,7 +67,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 def _cmd_catalog(args: argparse.Namespace) -> int:
     from .original.catalog import build_catalog, catalog_markdown, catalog_text
 
-    catalog = build_catalog(Path(args.path), progress=not args.json and not args.md and sys.stderr.isatty())
+    catalog = build_catalog(Path(args.path))
     if args.json:
         _print_json(catalog)
     elif args.md:

@@ -1,0 +1,239 @@
+"""A catalog of every cfg file under a folder (``alexnet-replay catalog``).
+
+For a layer-definition file: at each input size the release used for its
+family (:mod:`.profiles`), the strict verdict (exactly what the release
+accepted) with its reason, the lenient verdict with what it relaxed, the layer
+count after ``neuron=`` splitting, the GPUs referenced and the trainable
+parameters.
+
+For a layer-parameter file: the definition files it pairs with (by name or by
+what its notes say), the strict and lenient verdict of each pairing, and what
+its closing notes record (:mod:`.notes`): runs, test results, dated events.
+
+The JSON shape is documented in ``docs/json-formats.md``; it is plain data
+that :func:`build_catalog` returns and the CLI prints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, ReplayError
+from .cfgfile import CfgFile, read_cfg
+from .layers import LENIENT, STRICT, DataProfile, Network, build_network
+from .notes import Notes, decode_notes, pair_params, release_files
+from .params import apply_params
+from .profiles import guess_profiles
+
+FORMAT = "alexnet-replay catalog"
+VERSION = 1
+
+
+def _build(cfg: CfgFile, profile: DataProfile, mode: str, params: CfgFile | None = None
+           ) -> tuple[Network | None, str | None, list[str]]:
+    """(network, error, unused parameter sections) for one reading."""
+    try:
+        net = build_network(cfg, profile, mode)
+        unused = apply_params(net, params) if params is not None else []
+        return net, None, unused
+    except ConfigError as exc:
+        return None, str(exc), []
+
+
+def _profile_fields(profile: DataProfile) -> dict[str, Any]:
+    return {"profile": profile.name, "image_size": list(profile.image), "profile_description": profile.description}
+
+
+def _definition_builds(cfg: CfgFile, rel: str) -> list[dict[str, Any]]:
+    builds = []
+    for profile in guess_profiles(cfg, rel):
+        strict, strict_error, _ = _build(cfg, profile, STRICT)
+        lenient, lenient_error, _ = _build(cfg, profile, LENIENT)
+        net = strict or lenient
+        builds.append({
+            **_profile_fields(profile),
+            "strict_ok": strict is not None,
+            "strict_error": strict_error,
+            "lenient_ok": lenient is not None,
+            "lenient_error": lenient_error,
+            "lenient_fixes": lenient.fixes if lenient is not None else [],
+            "parameters": net.parameters if net else None,
+            "parameters_incomplete": net.parameters_incomplete if net else None,
+            "weights": net.weights if net else None,
+            "biases": net.biases if net else None,
+            "layers": len(net.layers) if net else None,
+            "neuron_layers_added": net.neuron_layers_added if net else None,
+            "gpus": net.gpus if net else None,
+            "num_classes": net.profile.num_classes if net else None,
+            "warnings": net.warnings if net else [],
+        })
+    return builds
+
+
+def _pair_checks(params: CfgFile | ConfigError, pairs: list[tuple[str, str]],
+                 definitions: dict[str, CfgFile | None]) -> list[dict[str, Any]]:
+    """Each pairing at each size; an unreadable parameter file fails every pairing."""
+    checks = []
+    for def_rel, basis in pairs:
+        cfg = definitions.get(def_rel)
+        if cfg is None:
+            continue
+        for profile in guess_profiles(cfg, def_rel):
+            if isinstance(params, ConfigError):
+                strict = lenient = None
+                strict_error = lenient_error = str(params)
+                unused = lenient_unused = []
+            else:
+                strict, strict_error, unused = _build(cfg, profile, STRICT, params)
+                lenient, lenient_error, lenient_unused = _build(cfg, profile, LENIENT, params)
+            checks.append({
+                "definition": def_rel, "basis": basis, **_profile_fields(profile),
+                "strict_ok": strict is not None, "strict_error": strict_error,
+                "lenient_ok": lenient is not None, "lenient_error": lenient_error,
+                "lenient_fixes": lenient.fixes if lenient is not None else [],
+                "unused_sections": unused if strict is not None else lenient_unused,
+            })
+    return checks
+
+
+def _notes_fields(notes: Notes) -> dict[str, Any]:
+    data = notes.to_dict()
+    return {
+        "runs": data.get("runs", []),
+        "recorded_results": data.get("results", []),
+        "events": data.get("events", []),
+    }
+
+
+def _file_facts(path: Path) -> dict[str, Any]:
+    data = path.read_bytes()
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def build_catalog(root: Path) -> dict[str, Any]:
+    """Catalog every cfg file under `root` (paths in the result are relative to it)."""
+    if not root.is_dir():
+        raise ReplayError(f"{root}: no such folder (give a folder holding .cfg files, "
+                          "such as a copy of the release)")
+    params_files, def_files = release_files(root)
+    definitions: dict[str, CfgFile | None] = {}
+    files: list[dict[str, Any]] = []
+    for rel in def_files:
+        entry: dict[str, Any] = {"path": rel, "kind": "layers", **_file_facts(root / rel)}
+        try:
+            cfg = read_cfg(root / rel, rel)
+        except ConfigError as exc:
+            definitions[rel] = None
+            entry.update(parse_error=str(exc), sections=None, builds=[])
+        else:
+            definitions[rel] = cfg
+            entry.update(parse_error=None, sections=len(cfg.section_names()),
+                         builds=_definition_builds(cfg, rel))
+        files.append(entry)
+
+    notes = {rel: decode_notes((root / rel).read_bytes().decode("latin-1")) for rel in params_files}
+    for rel in params_files:
+        pairs = pair_params(rel, notes[rel], def_files, notes)
+        entry = {"path": rel, "kind": "params", **_file_facts(root / rel),
+                 "pairs_with": [d for d, _ in pairs], "pair_basis": {d: b for d, b in pairs}}
+        try:
+            cfg: CfgFile | ConfigError = read_cfg(root / rel, rel)
+        except ConfigError as exc:
+            cfg = exc
+        entry.update(parse_error=str(cfg) if isinstance(cfg, ConfigError) else None,
+                     sections=None if isinstance(cfg, ConfigError) else len(cfg.section_names()),
+                     checks=_pair_checks(cfg, pairs, definitions))
+        entry.update(_notes_fields(notes[rel]))
+        files.append(entry)
+
+    # Folder by folder, definition files first, as the spec's catalog lists them.
+    files.sort(key=lambda f: (str(Path(f["path"]).parent), f["kind"] != "layers", f["path"]))
+    return {"format": FORMAT, "version": VERSION, "root": str(root), "files": files}
+
+
+# -- text and Markdown views --------------------------------------------------
+def _verdict(ok: bool, error: str | None) -> str:
+    return "ok" if ok else f"REJECTED: {error}"
+
+
+def _count(n: int | None, incomplete: bool | None = False) -> str:
+    if n is None:
+        return "-"
+    return f"{n:,}" + (" +tree" if incomplete else "")
+
+
+def _size(build: dict[str, Any]) -> str:
+    return "x".join(str(v) for v in build["image_size"])
+
+
+def _result_text(result: dict[str, Any]) -> str:
+    return (f"{result.get('kind', 'reported')}: nll {result['nll']:.4f}, top-1 {result['top1']:.4f}, "
+            f"top-k {result['topk']:.4f}")
+
+
+def catalog_text(catalog: dict[str, Any]) -> str:
+    """A plain-text listing, one block per file."""
+    out: list[str] = []
+    files = catalog["files"]
+    n_defs = sum(1 for f in files if f["kind"] == "layers")
+    out.append(f"{catalog['root']}: {n_defs} definition files, {len(files) - n_defs} parameter files\n")
+    for f in files:
+        out.append(f"\n{f['path']}  ({f['kind']}, {f['bytes']} bytes)\n")
+        if f["parse_error"]:
+            out.append(f"  unreadable: {f['parse_error']}\n")
+        for b in f.get("builds", []):
+            out.append(f"  {_size(b):>9}  strict {_verdict(b['strict_ok'], b['strict_error'])}\n")
+            if not b["strict_ok"]:
+                lenient = "ok" if b["lenient_ok"] else f"fails: {b['lenient_error']}"
+                out.append(f"  {'':>9}  lenient {lenient} ({len(b['lenient_fixes'])} fixes)\n")
+            if b["parameters"] is not None:
+                out.append(f"  {'':>9}  {b['layers']} layers, GPUs {','.join(map(str, b['gpus'])) or '-'}, "
+                           f"{_count(b['parameters'], b['parameters_incomplete'])} parameters\n")
+        if f["kind"] == "params":
+            out.append(f"  pairs with: {', '.join(f['pairs_with']) or '(none found)'}\n")
+            for c in f.get("checks", []):
+                lenient = "" if c["strict_ok"] else (
+                    "; lenient ok" if c["lenient_ok"] else f"; lenient fails: {c['lenient_error']}")
+                out.append(f"    {c['definition']} at {_size(c)}: strict "
+                           f"{_verdict(c['strict_ok'], c['strict_error'])}{lenient}\n")
+            for r in f["recorded_results"]:
+                out.append(f"  result  {_result_text(r)}\n")
+            for e in f["events"]:
+                out.append(f"  epoch {e['epoch']}: {e['description']}\n")
+    return "".join(out)
+
+
+def _md_cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def catalog_markdown(catalog: dict[str, Any]) -> str:
+    """Two Markdown tables: definition files, then parameter files."""
+    out = [f"# Catalog of {catalog['root']}\n\n## Layer-definition files\n\n",
+           "| file | input | strict | lenient | layers | GPUs | parameters |\n",
+           "|---|---|---|---|---|---|---|\n"]
+    for f in catalog["files"]:
+        if f["kind"] != "layers":
+            continue
+        if f["parse_error"]:
+            out.append(f"| `{f['path']}` | - | {_md_cell(f['parse_error'])} | - | - | - | - |\n")
+        for b in f["builds"]:
+            out.append("| " + " | ".join([
+                f"`{f['path']}`", _size(b), _md_cell(_verdict(b["strict_ok"], b["strict_error"])),
+                "ok" if b["lenient_ok"] else _md_cell(b["lenient_error"]),
+                str(b["layers"] or "-"), ",".join(map(str, b["gpus"] or [])) or "-",
+                _count(b["parameters"], b["parameters_incomplete"])]) + " |\n")
+    out += ["\n## Layer-parameter files\n\n",
+            "| file | pairs with | strict | recorded results | events |\n", "|---|---|---|---|---|\n"]
+    for f in catalog["files"]:
+        if f["kind"] != "params":
+            continue
+        verdicts = "; ".join(sorted({_verdict(c["strict_ok"], c["strict_error"]) for c in f["checks"]})) \
+            or _md_cell(f["parse_error"] or "-")
+        results = "<br>".join(_result_text(r) for r in f["recorded_results"]) or "-"
+        events = "<br>".join(f"ep {e['epoch']}: {e['description']}" for e in f["events"]) or "-"
+        out.append(f"| `{f['path']}` | {', '.join(f'`{d}`' for d in f['pairs_with']) or '-'} | "
+                   f"{_md_cell(verdicts)} | {_md_cell(results)} | {_md_cell(events)} |\n")
+    return "".join(out)
