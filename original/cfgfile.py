@@ -57,10 +57,12 @@ def ascii_lower(text: str) -> str:
 
 @dataclass
 class Entry:
-    """One key of a section: its raw (uninterpolated) value and where it was set."""
+    """One key of a section: its raw (uninterpolated) value, where it was set, and
+    the key as the file wrote it (lookups are case-insensitive; messages quote this)."""
 
     value: str
     line: int
+    spelling: str = ""
 
 
 @dataclass
@@ -226,11 +228,12 @@ def parse_cfg_text(text: str, path: str = "<string>") -> CfgFile:
         if option is None:
             bad_lines.append((lineno, line))
             continue
-        key = ascii_lower(option.group("option").rstrip(_WS))
+        spelling = option.group("option").rstrip(_WS)
+        key = ascii_lower(spelling)
         value = _strip_inline_comment(option.group("value")).strip(_WS)
         if value == '""':
             value = ""
-        current.entries[key] = Entry(value, lineno)
+        current.entries[key] = Entry(value, lineno, spelling)
         pieces.pop((id(current), key), None)
 
     if bad_lines:

@@ -252,7 +252,7 @@ class _Builder:
 
     # -- parameter-free types -----------------------------------------------
     def data(self, name: str) -> Layer:
-        idx = self.read.int(name, "dataidx")
+        idx = self.read.int(name, "dataIdx")
         if idx < 0:
             raise self.error(name, "dataIdx", f"must be >= 0 (got {idx})")
         size = self.profile.data_size(idx)
@@ -292,18 +292,18 @@ _INIT_FUNC_RE = re.compile(r"[A-Za-z_][\w.]*\.[A-Za-z_]\w*\(.*\)", re.DOTALL)
 
 
 def _init_w(b: _Builder, name: str, n: int) -> list[float]:
-    if not b.read.has(name, "initw"):
+    if not b.read.has(name, "initW"):
         # §A.1: the default 0.01 is a scalar that the list reader cannot split.
         raise b.error(name, "initW", "required in practice: the release's default (0.01) is a scalar "
                       "that its list reader cannot split, so a weight layer without initW fails "
                       "(\"must be ','-delimited list of floats\")")
-    return b.read.float_list(name, "initw", length=n)
+    return b.read.float_list(name, "initW", length=n)
 
 
 def _init_funcs(b: _Builder, name: str, layer: Layer, keys: tuple[str, ...]) -> None:
     """Record initWFunc/initBFunc/initCFunc text; check its shape, never import it."""
     for key in keys:
-        text = b.read.text(name, key.lower(), "")
+        text = b.read.text(name, key, "")
         if text:
             if not _INIT_FUNC_RE.fullmatch(text):
                 raise b.error(name, key, f"init function must look like module.function(args), got {text!r}")
@@ -312,7 +312,7 @@ def _init_funcs(b: _Builder, name: str, layer: Layer, keys: tuple[str, ...]) -> 
 
 def _weight_sources(b: _Builder, name: str, layer: Layer, n: int) -> None:
     """§A.5 weightSource: input i reuses matrix idx of an earlier layer (or of itself, idx < i)."""
-    texts = b.read.text_list(name, "weightsource", [""] * n, length=n)
+    texts = b.read.text_list(name, "weightSource", [""] * n, length=n)
     layer.weight_sources = [None] * n
     for i, text in enumerate(texts):
         if not text:
@@ -365,17 +365,17 @@ def _conv(b: _Builder, name: str, kind: str) -> Layer:
     n = len(inputs)
     layer = Layer(name, kind, b.cfg.line_of(name), b.gpu(name, inputs), [i.name for i in inputs])
     channels = r.int_list(name, "channels", length=n)
-    sizes = r.int_list(name, "filtersize", length=n)
+    sizes = r.int_list(name, "filterSize", length=n)
     filters = r.int_list(name, "filters", length=n)
     padding = r.int_list(name, "padding", [0] * n, length=n)
     stride = r.int_list(name, "stride", [1] * n, length=n)
     groups = r.int_list(name, "groups", [1] * n, length=n)
-    rand_sparse = r.bool_list(name, "randsparse", [False] * n, length=n)
+    rand_sparse = r.bool_list(name, "randSparse", [False] * n, length=n)
     init_w = _init_w(b, name, n)
-    init_b = r.float(name, "initb", 0.0)
+    init_b = r.float(name, "initB", 0.0)
     filter_channels = [c // g if g > 0 else 0 for c, g in zip(channels, groups)]
     if any(rand_sparse):
-        filter_channels = r.int_list(name, "filterchannels", filter_channels, length=n)
+        filter_channels = r.int_list(name, "filterChannels", filter_channels, length=n)
 
     modules_x: int | None = None
     total: int | None = None
@@ -434,11 +434,11 @@ def _conv(b: _Builder, name: str, kind: str) -> Layer:
         weightsPerFilter=per_module, initW=init_w, initB=init_b,
     )
     if kind == "conv":
-        partial = r.int(name, "partialsum")
+        partial = r.int(name, "partialSum")
         if partial != 0 and (partial < 0 or modules % partial):
             raise b.error(name, "partialSum", f"partialSum {partial} must be 0 or divide the number of "
                           f"output modules {modules_x}x{modules_x} = {modules} (this ties the file to one input size)")
-        shared = r.bool(name, "sharedbiases", True)
+        shared = r.bool(name, "sharedBiases", True)
         layer.attrs.update(partialSum=partial, sharedBiases=shared)
         layer.biases = (total, 1) if shared else (modules * total, 1)
     else:
@@ -459,7 +459,7 @@ def _fc(b: _Builder, name: str) -> Layer:
     layer.weights = [(inp.outputs, outputs) for inp in inputs]
     layer.biases = (1, outputs)
     layer.macs = sum(inp.outputs for inp in inputs) * outputs
-    layer.attrs.update(outputs=outputs, initW=_init_w(b, name, n), initB=b.read.float(name, "initb", 0.0),
+    layer.attrs.update(outputs=outputs, initW=_init_w(b, name, n), initB=b.read.float(name, "initB", 0.0),
                        weightsPerFilter=[inp.outputs for inp in inputs])
     _init_funcs(b, name, layer, ("initWFunc", "initBFunc"))
     _weight_sources(b, name, layer, n)
@@ -473,7 +473,7 @@ def _treefc(b: _Builder, name: str) -> Layer:
     if classes is None:
         raise b.error(name, None, "a treefc layer has one output per class, and the class count comes "
                       "from batches.meta; this data profile does not give it")
-    if b.read.has(name, "weightsource"):
+    if b.read.has(name, "weightSource"):
         raise b.error(name, "weightSource", "weight sharing is not allowed for treefc layers")
     layer.outputs = classes
     # §A.3: the matrix has one column per node of batches.meta['tree'], not in the release.
@@ -513,14 +513,14 @@ def _pool(b: _Builder, name: str) -> Layer:
     if channels % 16 and _has_weights_upstream(b, [inp]):
         raise b.error(name, "channels", f"channels must be a multiple of 16 when a layer with weights is "
                       f"below this one (got {channels})")
-    size = r.int(name, "sizex")
+    size = r.int(name, "sizeX")
     if not 1 <= size <= side:
         raise b.error(name, "sizeX", f"must be in 1..{side} (the image side), got {size}")
     stride = r.int(name, "stride")
     if not 1 <= stride <= size:
         raise b.error(name, "stride", f"must be in 1..sizeX={size}, got {stride}")
     start = r.int(name, "start", 0)
-    out_x = r.int(name, "outputsx", 0)
+    out_x = r.int(name, "outputsX", 0)
     if out_x < 0:
         raise b.error(name, "outputsX", f"must be >= 0 (got {out_x})")
     if out_x == 0:
@@ -537,8 +537,8 @@ def _norm(b: _Builder, name: str, kind: str) -> Layer:
     layer, inp = _single(b, name, kind)
     channels, side = _channels_image(b, name, inp)
     key = "size"
-    if not r.has(name, "size") and r.has(name, "sizex") and b.lenient:
-        key = "sizex"
+    if not r.has(name, "size") and r.has(name, "sizeX") and b.lenient:
+        key = "sizeX"
         b.fixes.append(f"{name}: uses old key sizeX (and scale/pow in the definition file) -> read as size")
         for old in ("scale", "pow"):
             if r.has(name, old):
@@ -625,7 +625,7 @@ def _nailbed(b: _Builder, name: str) -> Layer:
 def _blur(b: _Builder, name: str) -> Layer:
     layer, inp = _single(b, name, "blur")
     channels, side = _channels_image(b, name, inp)
-    size = b.read.int(name, "filtersize")
+    size = b.read.int(name, "filterSize")
     if size not in (3, 5, 7, 9) or size > side:
         raise b.error(name, "filterSize", f"must be 3, 5, 7 or 9 and at most the image side {side}, got {size}")
     stdev = b.read.float(name, "stdev")
@@ -661,10 +661,10 @@ def _image_op(b: _Builder, name: str, kind: str) -> Layer:
             out = int(side * scale)  # [inferred]: the target side is the scaled side, truncated
             layer.attrs["scale"] = scale
         else:
-            max_scale = r.float(name, "maxscale")
+            max_scale = r.float(name, "maxScale")
             if not 1.0 <= max_scale <= 2.0:
                 raise b.error(name, "maxScale", f"must be in 1..2 (got {max_scale})")
-            out = r.int(name, "tgtsize")
+            out = r.int(name, "tgtSize")
             if out < 1:
                 raise b.error(name, "tgtSize", f"must be >= 1 (got {out})")
             layer.attrs.update(maxScale=max_scale, tgtSize=out)
@@ -698,7 +698,7 @@ def _cost(b: _Builder, name: str, kind: str) -> Layer:
         raise b.error(name, "inputs", f"the gate input '{first.name}' must have size 1, it has {first.outputs}")
     elif kind == "cost.tica":
         channels, side = _channels_image(b, name, first)
-        layer.attrs.update(channels=channels, sizeX=b.read.int(name, "sizex"), imgSize=side)
+        layer.attrs.update(channels=channels, sizeX=b.read.int(name, "sizeX"), imgSize=side)
     return layer
 
 

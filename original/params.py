@@ -125,19 +125,19 @@ class _Params:
     def weights(self, layer: Layer) -> dict:
         r, name, n = self.read, layer.name, len(layer.weights)
         p: dict = {
-            "epsW": r.float_list(name, "epsw", length=n),
-            "epsB": r.float(name, "epsb"),
-            "momW": r.float_list(name, "momw", length=n),
-            "momB": r.float(name, "momb"),
+            "epsW": r.float_list(name, "epsW", length=n),
+            "epsB": r.float(name, "epsB"),
+            "momW": r.float_list(name, "momW", length=n),
+            "momB": r.float(name, "momB"),
             "wc": r.float_list(name, "wc", [0.0] * n, length=n),
             "wball": r.float_list(name, "wball", [0.0] * n, length=n),
-            "superEps": r.float(name, "supereps", 0.0),
-            "superMom": r.float(name, "supermom", 0.0),
+            "superEps": r.float(name, "superEps", 0.0),
+            "superMom": r.float(name, "superMom", 0.0),
         }
         per_filter = layer.attrs.get("weightsPerFilter") or [rows for rows, _ in layer.weights]
         p["wballNormed"] = [w * f for w, f in zip(p["wball"], per_filter)]
         for key in ("schedW", "schedB"):
-            text = r.text(name, key.lower(), "default")
+            text = r.text(name, key, "default")
             try:
                 sched, fix = parse_schedule(text, self.lenient)
             except ValueError as exc:
@@ -146,8 +146,8 @@ class _Params:
                 self.fixes.append(f"{name}: positional schedule {key}={text} {fix}")
             p[key] = sched
         if layer.type == "conv":
-            p["wcNormMax"] = r.float_list(name, "wcnormmax", [0.0] * n, length=n)
-            p["wcNormMin"] = r.float_list(name, "wcnormmin", [0.0] * n, length=n)
+            p["wcNormMax"] = r.float_list(name, "wcNormMax", [0.0] * n, length=n)
+            p["wcNormMin"] = r.float_list(name, "wcNormMin", [0.0] * n, length=n)
             for lo, hi in zip(p["wcNormMin"], p["wcNormMax"]):
                 if lo > hi:
                     raise self.error(name, "wcNormMin", f"wcNormMin {lo} is larger than wcNormMax {hi}")
@@ -172,7 +172,7 @@ class _Params:
         # or scale/size^2 (same-map).
         p["scale"] = p["scale"] / (size if layer.type == "cmrnorm" else size * size)
         if layer.type == "cmrnorm":
-            p["minDiv"] = r.float(name, "mindiv", 1.0)
+            p["minDiv"] = r.float(name, "minDiv", 1.0)
         return p
 
     def cost(self, layer: Layer) -> dict:
@@ -184,7 +184,7 @@ class _Params:
                 raise self.error(name, "topk", f"must be >= 1 (got {p['topk']})")
         if layer.type == "cost.msm":
             classes = layer.attrs.get("num_classes", 0)
-            p["setSize"] = r.int(name, "setsize")
+            p["setSize"] = r.int(name, "setSize")
             p["threads"] = r.int(name, "threads")
             if not 1 <= p["setSize"] < classes:
                 raise self.error(name, "setSize", f"must be in 1..{classes - 1}, got {p['setSize']}")
@@ -195,7 +195,7 @@ class _Params:
     def quant(self, layer: Layer, section: str) -> dict:
         p = {}
         for key in ("quantF", "quantB"):
-            value = self.read.text(section, key.lower(), "default").lower()
+            value = self.read.text(section, key, "default").lower()
             if value not in ("default", "half"):
                 raise self.error(section, key, f"must be 'default' or 'half' (got {value!r})")
             p[key] = value
@@ -221,7 +221,7 @@ class _Params:
                 elif layer.type == "hs":
                     params["enable"] = self.read.bool(layer.name, "enable")
                 elif layer.type == "pool" and layer.attrs.get("pool") == "rand":
-                    params["doMax"] = self.read.bool(layer.name, "domax", False)
+                    params["doMax"] = self.read.bool(layer.name, "doMax", False)
                 elif layer.is_cost:
                     params.update(self.cost(layer))
             layer.params = params

@@ -69,6 +69,11 @@ class Reader:
         return self.cfg.has_section(section) and self.cfg.has_option(section, key)
 
     def error(self, section: str, key: str | None, reason: str) -> ConfigError:
+        """An error naming `key` as the file spells it (or as given, when absent)."""
+        if key is not None and self.cfg.has_section(section):
+            entry = self.cfg.entry(section, key)
+            if entry is not None and entry.spelling:
+                key = entry.spelling
         return self.cfg.error(reason, section=section, key=key)
 
     def _get(self, section: str, key: str, default: object, convert: Callable[[str], T], kind: str):

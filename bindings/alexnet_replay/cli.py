@@ -78,11 +78,14 @@ def _cmd_catalog(args: argparse.Namespace) -> int:
 
 
 def _cmd_show_net(args: argparse.Namespace) -> int:
-    from .original.shownet import describe_network
+    from .original.shownet import load, network_dict, network_table
 
-    text, _ = describe_network(args.layers, args.params, image_size=args.image_size,
-                               lenient=args.lenient, num_gpus=args.num_gpus, as_json=args.json)
-    sys.stdout.write(text)
+    net, unused = load(args.layers, args.params, image_size=args.image_size,
+                       lenient=args.lenient, num_gpus=args.num_gpus)
+    if args.json:
+        _print_json(network_dict(net, unused))
+    else:
+        sys.stdout.write(network_table(net, unused))
     return 0
 
 
