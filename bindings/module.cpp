@@ -7,8 +7,22 @@
 
 namespace py = pybind11;
 
+namespace alexnet::bind {
+// One registration function per ops_<group>.cpp.
+void register_conv_ops(py::module_& m);
+void register_pool_ops(py::module_& m);
+void register_norm_ops(py::module_& m);
+void register_neuron_ops(py::module_& m);
+void register_fc_ops(py::module_& m);
+}  // namespace alexnet::bind
+
 PYBIND11_MODULE(_core, m) {
   m.doc() = "C++ engine of alexnet-replay";
+  alexnet::bind::register_conv_ops(m);
+  alexnet::bind::register_pool_ops(m);
+  alexnet::bind::register_norm_ops(m);
+  alexnet::bind::register_neuron_ops(m);
+  alexnet::bind::register_fc_ops(m);
 
   m.def(
       "build_info",
@@ -20,6 +34,7 @@ PYBIND11_MODULE(_core, m) {
         d["cxx_flags"] = info.cxx_flags;
         d["build_type"] = info.build_type;
         d["blas"] = info.blas;
+        d["threads"] = info.threads;
         d["cuda_compiled"] = info.cuda_compiled;
         d["cuda_compiler"] = info.cuda_compiler;
         d["cuda_archs"] = info.cuda_archs;

@@ -33,6 +33,7 @@ def _version_text() -> str:
         f"  engine      C++17, {info['cxx_compiler']}, {info['build_type']} build",
         f"  flags       {info['cxx_flags'] or '(none)'}",
         f"  BLAS        {info['blas']}",
+        f"  threads     {info['threads']}",
         f"  CUDA code   {cuda}",
     ])
 

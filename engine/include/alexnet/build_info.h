@@ -11,7 +11,8 @@ struct BuildInfo {
   std::string cxx_compiler;   // e.g. "GNU 12.2.0"
   std::string cxx_flags;      // flags of the build type in use
   std::string build_type;     // CMake build type
-  std::string blas;           // which BLAS the CPU engine calls
+  std::string blas;           // which BLAS the CPU engine calls, with its build configuration
+  std::string threads;        // what runs the engine's own parallel loops
   bool cuda_compiled = false; // were CUDA sources compiled into this build?
   std::string cuda_compiler;  // "nvcc 13.0.88", empty without CUDA
   std::string cuda_archs;     // "80-real,90-real,90-virtual", empty without CUDA
