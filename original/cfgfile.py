@@ -21,7 +21,8 @@ inline comments, Unicode whitespace), so the rules are re-stated here:
 * A non-comment line before the first header is fatal at once; any other line
   that is neither header nor option is collected and reported after the read.
 * ``%(key)s`` and ``%%`` are interpolated when a value is read; a lone ``%`` is
-  an error. Interpolation sees the section's keys, then ``[DEFAULT]``'s.
+  an error. Interpolation sees the section's keys, then ``[DEFAULT]``'s;
+  ``%(__name__)s`` is the section's name.
 
 Python 2 strings were bytes: the file is decoded as Latin-1 (every byte is a
 character, nothing can fail to decode) and only ASCII whitespace counts as
@@ -161,12 +162,14 @@ class CfgFile:
                 name = ascii_lower(match.group(1))
                 rest = rest[match.end():]
                 ref = self.entry(section, name)
+                if name == "__name__" and name not in self.sections[section].entries:
+                    ref = Entry(section, line)  # Python 2 kept each section's name under __name__
                 if ref is None:
                     raise ConfigError(
                         f"value refers to %({name})s but the section has no key '{name}'",
                         file=self.path, line=line, section=section, key=key)
                 if "%" in ref.value:
-                    out.append(self._interpolate_some(section, name, ref.value, line, depth + 1))
+                    out.append(self._interpolate_some(section, key, ref.value, line, depth + 1))
                 else:
                     out.append(ref.value)
                 continue

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import ConfigError
-from .cfgfile import CfgFile, read_cfg
+from .cfgfile import _WS, CfgFile, read_cfg
 from .values import MISSING, Reader, py2_float
 
 STRICT = "strict"
@@ -202,7 +202,7 @@ class _Builder:
 
     # -- shared pieces -------------------------------------------------------
     def inputs(self, name: str, count: int | None = None, at_least: int = 1) -> list[Layer]:
-        names = [piece.strip() for piece in self.read.text(name, "inputs").split(",")]
+        names = [piece.strip(_WS) for piece in self.read.text(name, "inputs").split(",")]
         found = []
         for inp in names:
             if inp not in self.layers:
@@ -256,6 +256,9 @@ class _Builder:
         if idx < 0:
             raise self.error(name, "dataIdx", f"must be >= 0 (got {idx})")
         size = self.profile.data_size(idx)
+        if size < 0:  # a profile guessed from a negative classifier width; sizes below would crash
+            raise self.error(name, "dataIdx", f"data profile '{self.profile.name}' gives {size} values "
+                             f"per case for dataIdx {idx}")
         image = None
         if idx == 0:
             c, h, w = self.profile.image
@@ -266,7 +269,7 @@ class _Builder:
 # ---------------------------------------------------------------------------
 def parse_neuron(text: str, fail: Callable[[str], Exception]) -> tuple[str, tuple[float, ...]]:
     """Parse a neuron= spelling (§A.4) into (name, numbers)."""
-    spec = text.strip()
+    spec = text.strip(_WS)
     if spec in PLAIN_NEURONS:
         return spec, ()
     match = _NEURON_PARAM_RE.fullmatch(spec)
@@ -629,8 +632,8 @@ def _blur(b: _Builder, name: str) -> Layer:
     if size not in (3, 5, 7, 9) or size > side:
         raise b.error(name, "filterSize", f"must be 3, 5, 7 or 9 and at most the image side {side}, got {size}")
     stdev = b.read.float(name, "stdev")
-    if stdev <= 0:
-        raise b.error(name, "stdev", f"must be > 0 (got {stdev})")
+    if stdev <= 0 or 2 * stdev * stdev == 0:  # a square that underflows to 0 would divide by 0
+        raise b.error(name, "stdev", f"must be > 0, and large enough that 2*stdev^2 > 0 (got {stdev})")
     taps = [math.exp(-((size // 2 - i) ** 2) / (2 * stdev * stdev)) for i in range(size)]
     layer.outputs, layer.image = inp.outputs, (channels, side)
     layer.attrs.update(channels=channels, filterSize=size, stdev=stdev,

@@ -100,7 +100,7 @@ def parse_schedule(text: str, lenient: bool = False) -> tuple[Schedule, str | No
     if lenient and not any("=" in item for item in items):
         try:
             params = _positional(kind, items)
-        except ValueError:
+        except (ValueError, OverflowError):  # OverflowError: int() of an infinite numSteps
             params = None
         if params is not None:
             sched = Schedule(kind, params)

@@ -15,13 +15,14 @@ import re
 from typing import Callable, TypeVar
 
 from ..errors import ConfigError
-from .cfgfile import CfgFile
+from .cfgfile import _WS, CfgFile
 
 T = TypeVar("T")
 
 # Python 2's int() and float() of a str: ASCII digits, optional sign, surrounding
 # ASCII whitespace; no underscores (Python 3 accepts them, Python 2 did not).
-_INT_RE = re.compile(r"[ \t\n\r\x0b\x0c]*[+-]?[0-9]+[ \t\n\r\x0b\x0c]*")
+# int() also skipped whitespace between the sign and the digits: int("- 2") == -2.
+_INT_RE = re.compile(r"[ \t\n\r\x0b\x0c]*([+-]?)[ \t\n\r\x0b\x0c]*([0-9]+)[ \t\n\r\x0b\x0c]*")
 _FLOAT_RE = re.compile(
     r"[ \t\n\r\x0b\x0c]*[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)"
     r"[ \t\n\r\x0b\x0c]*",
@@ -34,9 +35,10 @@ MISSING = object()  # marks "no default: the key is required"
 
 
 def py2_int(text: str) -> int:
-    if not _INT_RE.fullmatch(text):
+    match = _INT_RE.fullmatch(text)
+    if not match:
         raise ValueError(text)
-    return int(text)
+    return int(match.group(1) + match.group(2))
 
 
 def py2_float(text: str) -> float:
@@ -56,7 +58,7 @@ def py2_bool(text: str) -> bool:
 
 def lenient_bool(text: str) -> bool:
     """An item of a bool list: true iff it is 'true' or '1' (never an error)."""
-    return text.strip().lower() in ("true", "1")
+    return text.strip(_WS).lower() in ("true", "1")
 
 
 class Reader:
@@ -102,7 +104,7 @@ class Reader:
     def _list(self, section: str, key: str, default: object, item: Callable[[str], T], kind: str,
               length: int | None) -> list:
         def convert(text: str) -> list:
-            return [item(piece.strip()) for piece in text.split(",")]
+            return [item(piece.strip(_WS)) for piece in text.split(",")]  # Python 2: ASCII whitespace
 
         values = self._get(section, key, default, convert, f"a ','-delimited list of {kind}")
         if values is not default and length is not None and len(values) != length:
