@@ -1,0 +1,30 @@
+// Separable blur with a 1-D filter and zero padding (engine.md §3.18).
+#pragma once
+
+#include <cstdint>
+
+#include "alexnet/matrix.h"
+
+namespace alexnet::cpu {
+
+struct BlurParams {
+  int64_t channels = 0;        // C
+  int64_t img_size = 0;        // S
+  const float* filter = nullptr;  // (K,) taps g_0..g_{K-1}, K odd, symmetric
+  int64_t filter_size = 0;     // K = 2r + 1
+};
+
+// One pass along rows (horizontal) or columns (vertical):
+// z[j] = sum_k in[j + k - r] * g_k, out-of-image taps contribute nothing;
+// y <- scale_targets*y + z. x, y: (C, S, S, N); they must not overlap.
+void blur_pass(const BlurParams& p, bool horizontal, ConstMatView x, MatView y, float scale_targets);
+
+// The layer's forward: horizontal pass into `scratch` (overwritten), then the
+// vertical pass into y with scale_targets. x, scratch, y: (C, S, S, N).
+void blur_fprop(const BlurParams& p, ConstMatView x, MatView scratch, MatView y, float scale_targets);
+
+// The layer's backward: the same two passes applied to dy (the blur is
+// self-adjoint for a symmetric filter with zero padding). dy, scratch, dx: (C, S, S, N).
+void blur_bprop(const BlurParams& p, ConstMatView dy, MatView scratch, MatView dx, float scale_targets);
+
+}  // namespace alexnet::cpu
