@@ -14,6 +14,7 @@ void register_pool_ops(py::module_& m);
 void register_norm_ops(py::module_& m);
 void register_neuron_ops(py::module_& m);
 void register_fc_ops(py::module_& m);
+void register_net_ops(py::module_& m);
 }  // namespace alexnet::bind
 
 PYBIND11_MODULE(_core, m) {
@@ -23,6 +24,7 @@ PYBIND11_MODULE(_core, m) {
   alexnet::bind::register_norm_ops(m);
   alexnet::bind::register_neuron_ops(m);
   alexnet::bind::register_fc_ops(m);
+  alexnet::bind::register_net_ops(m);
 
   m.def(
       "build_info",

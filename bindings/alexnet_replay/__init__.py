@@ -33,4 +33,11 @@ def build_info() -> dict:
     return info
 
 
-__all__ = ["ConfigError", "ReplayError", "build_info", "__version__"]
+def load(*args, **kwargs):
+    """Build a network in the C++ engine: see :func:`alexnet_replay.engine.load`."""
+    from .engine import load as _load
+
+    return _load(*args, **kwargs)
+
+
+__all__ = ["ConfigError", "ReplayError", "build_info", "load", "__version__"]

@@ -90,6 +90,46 @@ def _cmd_show_net(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_check_grads(args: argparse.Namespace) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from .gradcheck import THRESHOLD, check_gradients
+    from .original.shownet import load
+
+    config, _ = load(args.layers, args.params, image_size=args.image_size, lenient=args.lenient)
+    rng = np.random.default_rng(args.seed)
+    data = []
+    for layer in sorted((l for l in config.layers.values() if l.type == "data"), key=lambda l: l.attrs["dataIdx"]):
+        if layer.attrs["dataIdx"] == 0:
+            data.append((args.data_scale * rng.standard_normal((layer.outputs, args.minibatch))).astype(np.float32))
+        elif layer.outputs == 1:
+            classes = max((l.outputs for l in config.layers.values() if l.type == "softmax"), default=2)
+            data.append(rng.integers(0, classes, (1, args.minibatch)).astype(np.float32))
+        else:
+            data.append((rng.random((layer.outputs, args.minibatch)) < 0.5).astype(np.float32))
+    bar = tqdm(total=0, unit="eval", disable=args.json or not sys.stderr.isatty(), file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    checks = check_gradients(config, data, seed=args.seed, progress=progress, max_elements=args.max_elements,
+                             central=args.central)
+    bar.close()
+    if args.json:
+        _print_json({"threshold": THRESHOLD, "central": args.central, "minibatch": args.minibatch,
+                     "matrices": [c.to_dict() for c in checks], "passed": all(c.passed for c in checks)})
+    else:
+        for c in checks:
+            print(f"{c.layer:>16} {c.what:<11} {c.elements:>9} elements  step {c.step:<5g} "
+                  f"relative error {c.relative_error:.3e}  {'ok' if c.passed else 'FAIL'}")
+        failed = sum(not c.passed for c in checks)
+        print(f"{len(checks) - failed} of {len(checks)} matrices within {THRESHOLD:.0%}")
+    return 0 if all(c.passed for c in checks) else 1
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="alexnet-replay",
@@ -119,6 +159,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--num-gpus", type=int, metavar="N", help="bound the gpu= keys as --num-gpus did")
     p.add_argument("--json", action="store_true", help="print one JSON object (docs/json-formats.md)")
     p.set_defaults(handler=_cmd_show_net)
+
+    p = sub.add_parser("check-grads", help="the release's numerical gradient check (engine.md §8) in the engine")
+    p.add_argument("layers", help="layer-definition file, or a bundled network")
+    p.add_argument("params", nargs="?", help="layer-parameter file (a bundled network brings its own)")
+    p.add_argument("--image-size", type=_image_size, metavar="C,H,W", help="input image size")
+    p.add_argument("--minibatch", type=int, default=8, metavar="N", help="cases of random data (default 8)")
+    p.add_argument("--data-scale", type=float, default=0.1, metavar="S",
+                   help="images are S * N(0,1) (default 0.1); labels are uniform")
+    p.add_argument("--max-elements", type=int, metavar="K",
+                   help="check only the first K elements of each matrix (the release checked all)")
+    p.add_argument("--central", action="store_true",
+                   help="central instead of the release's one-sided differences (tighter)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data and the weights")
+    p.add_argument("--lenient", action="store_true", help="relax the old-file quirks instead of failing")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=_cmd_check_grads)
     return parser
 
 

@@ -1,0 +1,148 @@
+// Bindings of the net object (engine/include/alexnet/net.h). The layer specs
+// are plain structs that Python fills (alexnet_replay/engine.py); the net's
+// arrays are handed to numpy as views that keep the net alive, never copies.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+
+#include "alexnet/cpu/schedule.h"
+#include "alexnet/net.h"
+#include "checks.h"
+
+namespace alexnet::bind {
+
+namespace {
+
+py::array view_of(Net& net, const Net::Buffer& b, py::handle owner) {
+  if (b.data == nullptr) return py::array_t<float>(std::vector<py::ssize_t>{0, 0});
+  const py::ssize_t f = sizeof(float);
+  std::vector<py::ssize_t> shape{b.rows, b.cols};
+  std::vector<py::ssize_t> strides = b.fortran ? std::vector<py::ssize_t>{f, b.rows * f}
+                                               : std::vector<py::ssize_t>{b.cols * f, f};
+  (void)net;
+  return py::array(py::dtype::of<float>(), shape, strides, b.data, owner);
+}
+
+int index_of(const Net& net, const std::string& name) {
+  try {
+    return net.layer_index(name);
+  } catch (const std::out_of_range&) {
+    throw py::key_error("no layer named '" + name + "'");
+  }
+}
+
+}  // namespace
+
+void register_net_ops(py::module_& m) {
+  py::class_<Schedule>(m, "Schedule", "A learning-rate schedule (engine.md §4.3)")
+      .def(py::init<>())
+      .def_property(
+          "type",
+          [](const Schedule& s) {
+            const char* names[] = {"default", "linear", "exp", "dexp", "jdexp"};
+            return std::string(names[static_cast<int>(s.type)]);
+          },
+          [](Schedule& s, const std::string& t) {
+            try {
+              s.type = schedule_type(t);
+            } catch (const std::invalid_argument& e) {
+              throw py::value_error(e.what());
+            }
+          })
+      .def_readwrite("tgt_factor", &Schedule::tgt_factor)
+      .def_readwrite("noise_stdev", &Schedule::noise_stdev)
+      .def_readwrite("num_steps", &Schedule::num_steps);
+
+  py::class_<ConvInputSpec>(m, "ConvInputSpec", "One input of a conv or local layer")
+      .def(py::init<>())
+      .def_readwrite("channels", &ConvInputSpec::channels)
+      .def_readwrite("img_size", &ConvInputSpec::img_size)
+      .def_readwrite("filter_size", &ConvInputSpec::filter_size)
+      .def_readwrite("padding", &ConvInputSpec::padding)
+      .def_readwrite("stride", &ConvInputSpec::stride)
+      .def_readwrite("groups", &ConvInputSpec::groups)
+      .def_readwrite("filter_channels", &ConvInputSpec::filter_channels)
+      .def_readwrite("conns", &ConvInputSpec::conns);
+
+  py::class_<LayerSpec> spec(m, "LayerSpec", "Plain description of one layer, filled from the parsed cfg");
+  spec.def(py::init<>());
+#define SPEC_FIELD(f) spec.def_readwrite(#f, &LayerSpec::f)
+  SPEC_FIELD(name); SPEC_FIELD(type); SPEC_FIELD(inputs); SPEC_FIELD(outputs); SPEC_FIELD(data_idx);
+  SPEC_FIELD(conv); SPEC_FIELD(filters); SPEC_FIELD(modules_x); SPEC_FIELD(partial_sum); SPEC_FIELD(shared_biases);
+  SPEC_FIELD(weight_rows); SPEC_FIELD(weight_cols); SPEC_FIELD(share_layer); SPEC_FIELD(share_index);
+  SPEC_FIELD(eps_w); SPEC_FIELD(mom_w); SPEC_FIELD(wc); SPEC_FIELD(wball_normed); SPEC_FIELD(wcnorm_min);
+  SPEC_FIELD(wcnorm_max); SPEC_FIELD(sched_w); SPEC_FIELD(bias_rows); SPEC_FIELD(bias_cols); SPEC_FIELD(eps_b);
+  SPEC_FIELD(mom_b); SPEC_FIELD(sched_b); SPEC_FIELD(pool); SPEC_FIELD(channels); SPEC_FIELD(img_size);
+  SPEC_FIELD(size_x); SPEC_FIELD(start); SPEC_FIELD(stride); SPEC_FIELD(outputs_x); SPEC_FIELD(size);
+  SPEC_FIELD(alpha); SPEC_FIELD(beta); SPEC_FIELD(min_div); SPEC_FIELD(blocked); SPEC_FIELD(filter);
+  SPEC_FIELD(neuron); SPEC_FIELD(neuron_a); SPEC_FIELD(neuron_b); SPEC_FIELD(keep); SPEC_FIELD(enable);
+  SPEC_FIELD(coeffs); SPEC_FIELD(coeff); SPEC_FIELD(topk);
+#undef SPEC_FIELD
+
+  py::class_<Net>(m, "Net", "A network in the C++ engine: one minibatch forward, backward and update per call")
+      .def(py::init<std::vector<LayerSpec>, int64_t, uint64_t>(), py::arg("specs"), py::arg("max_cases"),
+           py::arg("seed"))
+      .def(
+          "set_data",
+          [](Net& net, int data_idx, py::handle values) {
+            check_array(values, "values", {-1, -1});
+            py::array a = py::reinterpret_borrow<py::array>(values);
+            const float* p = static_cast<const float*>(a.data());
+            net.set_data(data_idx, p, a.shape(0), a.shape(1));
+          },
+          py::arg("data_idx"), py::arg("values"), "Copy matrix data_idx of the minibatch, (D, N) case fastest.")
+      .def_property_readonly("cases", &Net::cases)
+      .def("set_progress", &Net::set_progress, py::arg("progress"), py::call_guard<py::gil_scoped_release>())
+      .def(
+          "forward", [](Net& net, bool train) { net.forward(train ? PassType::Train : PassType::Test); },
+          py::arg("train"), py::call_guard<py::gil_scoped_release>())
+      .def("backward", &Net::backward, py::call_guard<py::gil_scoped_release>())
+      .def("update", &Net::update, py::call_guard<py::gil_scoped_release>())
+      .def("costs", &Net::costs, "Per cost layer, the sums over the minibatch (engine.md §3.23)")
+      .def_readwrite("inject_masks", &Net::inject_masks)
+      .def_property_readonly("layer_names",
+                             [](const Net& net) {
+                               std::vector<std::string> names;
+                               for (int i = 0; i < net.num_layers(); ++i) names.push_back(net.spec(i).name);
+                               return names;
+                             })
+      .def("acts", [](py::object self, const std::string& name) {
+        Net& net = self.cast<Net&>();
+        return view_of(net, net.acts(index_of(net, name)), self);
+      }, py::arg("name"), "The layer's output (D, N), a view")
+      .def("acts_grad", [](py::object self, const std::string& name) {
+        Net& net = self.cast<Net&>();
+        return view_of(net, net.acts_grad(index_of(net, name)), self);
+      }, py::arg("name"), "-dE/d(output) the layer received (D, N), a view")
+      .def("weights", [](py::object self, const std::string& name, int i) {
+        Net& net = self.cast<Net&>();
+        return view_of(net, net.weights(index_of(net, name), i), self);
+      }, py::arg("name"), py::arg("input") = 0, "Weight matrix of input i in the release's layout, a view")
+      .def("weight_inc", [](py::object self, const std::string& name, int i) {
+        Net& net = self.cast<Net&>();
+        return view_of(net, net.weight_inc(index_of(net, name), i), self);
+      }, py::arg("name"), py::arg("input") = 0)
+      .def("weight_grad", [](py::object self, const std::string& name, int i) {
+        Net& net = self.cast<Net&>();
+        return view_of(net, net.weight_grad(index_of(net, name), i), self);
+      }, py::arg("name"), py::arg("input") = 0, "conv: G of the last backward; fc/local fold it into weight_inc")
+      .def("biases", [](py::object self, const std::string& name) {
+        Net& net = self.cast<Net&>();
+        return view_of(net, net.biases(index_of(net, name)), self);
+      }, py::arg("name"))
+      .def("bias_inc", [](py::object self, const std::string& name) {
+        Net& net = self.cast<Net&>();
+        return view_of(net, net.bias_inc(index_of(net, name)), self);
+      }, py::arg("name"))
+      .def("bias_grad", [](py::object self, const std::string& name) {
+        Net& net = self.cast<Net&>();
+        return view_of(net, net.bias_grad(index_of(net, name)), self);
+      }, py::arg("name"))
+      .def("mask", [](py::object self, const std::string& name) {
+        Net& net = self.cast<Net&>();
+        return view_of(net, net.mask(index_of(net, name)), self);
+      }, py::arg("name"), "hs layers: the dropout mask (D, max_cases); write it with inject_masks=True");
+}
+
+}  // namespace alexnet::bind
