@@ -101,6 +101,8 @@ void register_net_ops(py::module_& m) {
       .def("update", &Net::update, py::call_guard<py::gil_scoped_release>())
       .def("costs", &Net::costs, "Per cost layer, the sums over the minibatch (engine.md §3.23)")
       .def_readwrite("inject_masks", &Net::inject_masks)
+      .def_readwrite("profile", &Net::profile, "Collect per-layer seconds in layer_seconds")
+      .def_readwrite("layer_seconds", &Net::layer_seconds, "{layer: [forward s, backward s]} while profiling")
       .def_property_readonly("layer_names",
                              [](const Net& net) {
                                std::vector<std::string> names;

@@ -14,6 +14,7 @@
 // allocates nothing (the conv scratch grows once, on the first minibatch).
 #include "alexnet/net.h"
 
+#include <chrono>
 #include <cmath>
 #include <stdexcept>
 
@@ -93,7 +94,28 @@ struct LayerState {
   cpu::BlurParams blur;
   cpu::HrefParams href;
   std::vector<float> denoms, scratch, mean_diffs, mask, noise, blur_tmp;
+  std::vector<ConstMatView> input_views;  // eltmax: its inputs' views (sized once)
   bool fused_logreg = false;  // softmax: its only consumer is a cost.logreg (§3.12)
+};
+
+// Adds the wall time of its scope to seconds[name][slot] (0 forward, 1 backward)
+// when profiling (seconds != nullptr).
+class LayerTimer {
+ public:
+  LayerTimer(std::map<std::string, std::vector<double>>* seconds, const std::string& name, int slot)
+      : seconds_(seconds), name_(name), slot_(slot), start_(std::chrono::steady_clock::now()) {}
+  ~LayerTimer() {
+    if (!seconds_) return;
+    auto& entry = (*seconds_)[name_];
+    entry.resize(2, 0.0);
+    entry[slot_] += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  }
+
+ private:
+  std::map<std::string, std::vector<double>>* seconds_;
+  const std::string& name_;
+  int slot_;
+  std::chrono::steady_clock::time_point start_;
 };
 
 MatView view(std::vector<float>& v, int64_t rows, int64_t cols) { return MatView{v.data(), rows, cols}; }
@@ -323,6 +345,7 @@ void Net::forward(PassType pass) {
   std::normal_distribution<float> normal(0.0f, 1.0f);
   for (LayerState& L : I.layers) {
     const LayerSpec& s = L.spec;
+    const LayerTimer timer(profile ? &layer_seconds : nullptr, s.name, 0);
     MatView y = view(L.acts, s.outputs, n);
     auto in = [&](size_t i) { return cview(I.layers[s.inputs[i]].acts, I.layers[s.inputs[i]].spec.outputs, n); };
     switch (L.kind) {
@@ -380,12 +403,11 @@ void Net::forward(PassType pass) {
         for (size_t i = 0; i < s.inputs.size(); ++i)
           cpu::eltsum_fprop(in(i), y, s.coeffs.empty() ? 1.0f : s.coeffs[i], i == 0 ? 0.0f : 1.0f);
         break;
-      case Kind::Eltmax: {
-        std::vector<ConstMatView> xs;  // a handful of views; not a per-element allocation
-        for (size_t i = 0; i < s.inputs.size(); ++i) xs.push_back(in(i));
-        cpu::eltmax_fprop(xs.data(), static_cast<int64_t>(xs.size()), y);
+      case Kind::Eltmax:
+        L.input_views.resize(s.inputs.size());  // allocates on the first pass only
+        for (size_t i = 0; i < s.inputs.size(); ++i) L.input_views[i] = in(i);
+        cpu::eltmax_fprop(L.input_views.data(), static_cast<int64_t>(L.input_views.size()), y);
         break;
-      }
       case Kind::Concat: {
         int64_t offset = 0;
         for (size_t i = 0; i < s.inputs.size(); ++i) {
@@ -427,6 +449,7 @@ void Net::backward() {
     LayerState& L = *it;
     const LayerSpec& s = L.spec;
     if (L.kind == Kind::Data || !L.needs_grad) continue;
+    const LayerTimer timer(profile ? &layer_seconds : nullptr, s.name, 1);
     const bool cost = L.kind == Kind::Logreg || L.kind == Kind::Sum2;
     if (!cost && !L.grad_set && !(L.kind == Kind::Softmax && L.fused_logreg)) continue;  // nothing reached it
     const ConstMatView dy = cview(L.grad, s.outputs, n);

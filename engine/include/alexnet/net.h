@@ -110,6 +110,11 @@ class Net {
   // drawing new ones (engine and port replay the same draw).
   bool inject_masks = false;
 
+  // When true, forward and backward add each layer's wall time (seconds) to
+  // layer_seconds: {layer: [forward, backward]}. For the benchmarks.
+  bool profile = false;
+  std::map<std::string, std::vector<double>> layer_seconds;
+
   struct Buffer {  // a view of one of the net's arrays, for the bindings
     float* data = nullptr;
     int64_t rows = 0, cols = 0;
