@@ -95,8 +95,17 @@ void register_net_ops(py::module_& m) {
       .def_property_readonly("cases", &Net::cases)
       .def("set_progress", &Net::set_progress, py::arg("progress"), py::call_guard<py::gil_scoped_release>())
       .def(
-          "forward", [](Net& net, bool train) { net.forward(train ? PassType::Train : PassType::Test); },
-          py::arg("train"), py::call_guard<py::gil_scoped_release>())
+          "forward",
+          [](Net& net, const std::string& pass) {
+            PassType type;
+            if (pass == "train") type = PassType::Train;
+            else if (pass == "test") type = PassType::Test;
+            else if (pass == "gradient-check") type = PassType::GradientCheck;
+            else throw py::value_error("pass: must be 'train', 'test' or 'gradient-check', got '" + pass + "'");
+            py::gil_scoped_release release;
+            net.forward(type);
+          },
+          py::arg("pass"), "One forward pass: 'train', 'test' or 'gradient-check' (engine.md §1.5)")
       .def("backward", &Net::backward, py::call_guard<py::gil_scoped_release>())
       .def("update", &Net::update, py::call_guard<py::gil_scoped_release>())
       .def("costs", &Net::costs, "Per cost layer, the sums over the minibatch (engine.md §3.23)")
@@ -144,7 +153,11 @@ void register_net_ops(py::module_& m) {
       .def("mask", [](py::object self, const std::string& name) {
         Net& net = self.cast<Net&>();
         return view_of(net, net.mask(index_of(net, name)), self);
-      }, py::arg("name"), "hs layers: the dropout mask (D, max_cases); write it with inject_masks=True");
+      }, py::arg("name"), "hs layers: the dropout mask (D, max_cases); write it with inject_masks=True")
+      .def("noise", [](py::object self, const std::string& name) {
+        Net& net = self.cast<Net&>();
+        return view_of(net, net.noise(index_of(net, name)), self);
+      }, py::arg("name"), "nrelu layers: the N(0,1) noise (D, max_cases); write it with inject_masks=True");
 }
 
 }  // namespace alexnet::bind

@@ -165,6 +165,10 @@ def test_dropout_masks_can_be_injected(tmp_path):
     assert np.array_equal(net.acts_grad("fc1_neuron"), net.acts_grad("drop") * mask)
     net.forward(data, train=False)
     assert np.array_equal(net.acts("drop"), net.acts("fc1_neuron") * np.float32(0.5))
+    net.forward(data, pass_type="gradient-check")  # PASS_GC: dropout as in testing
+    assert np.array_equal(net.acts("drop"), net.acts("fc1_neuron") * np.float32(0.5))
+    net.backward()
+    assert np.array_equal(net.acts_grad("fc1_neuron"), net.acts_grad("drop") * np.float32(0.5))
     # drawn masks: about half the units kept, different draws for different steps
     net.inject_masks = False
     net.forward(data, train=True)

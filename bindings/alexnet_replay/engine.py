@@ -146,10 +146,13 @@ class EngineNet:
             if any(l.type == "data" and l.attrs["dataIdx"] == i for l in self.config.layers.values()):
                 self._net.set_data(i, np.ascontiguousarray(values, dtype=np.float32))
 
-    def forward(self, data: Sequence[np.ndarray] | None = None, train: bool = True) -> dict[str, list[float]]:
+    def forward(self, data: Sequence[np.ndarray] | None = None, train: bool = True,
+                pass_type: str | None = None) -> dict[str, list[float]]:
+        """A forward pass: training (dropout draws masks) or test (dropout scales by keep);
+        `pass_type` "gradient-check" is the release's PASS_GC (as test, for dropout)."""
         if data is not None:
             self.set_data(data)
-        self._net.forward(train)
+        self._net.forward(pass_type or ("train" if train else "test"))
         return self.costs()
 
     def backward(self) -> None:
@@ -215,6 +218,9 @@ class EngineNet:
 
     def mask(self, name: str) -> np.ndarray:
         return self._net.mask(name)
+
+    def noise(self, name: str) -> np.ndarray:
+        return self._net.noise(name)
 
     @property
     def layer_names(self) -> list[str]:

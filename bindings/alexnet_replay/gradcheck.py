@@ -60,7 +60,7 @@ def _gradient_config(config: Network) -> Network:
 
 
 def _objective(net: EngineNet, coeffs: dict[str, float]) -> float:
-    net._net.forward(True)
+    net._net.forward("gradient-check")
     return float(sum(coeffs[name] * values[0] for name, values in net._net.costs().items()))
 
 
@@ -79,13 +79,13 @@ def check_gradients(config: Network, data: Sequence[np.ndarray], seed: int = 0,
     cases = int(np.asarray(data[0]).shape[1])
     net = EngineNet(_gradient_config(config), cases, seed)
     net.set_data(data)
-    net.inject_masks = True  # dropout masks stay fixed between the evaluations
-    for name, layer in config.layers.items():
-        if layer.type == "hs":
-            net.mask(name)[...] = 1.0
+    # The release's PASS_GC: dropout scales by keep, as in testing; nrelu noise is
+    # drawn once and then held fixed between the evaluations.
+    net._net.forward("gradient-check")
+    net.inject_masks = True
     coeffs = {name: layer.params.get("coeff", 1.0) for name, layer in config.layers.items() if layer.is_cost}
     base = _objective(net, coeffs)
-    net.backward()
+    net.backward()  # after the gradient-check pass, backward scales by keep too
 
     jobs = []
     for name, layer in config.layers.items():

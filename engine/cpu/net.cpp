@@ -699,5 +699,9 @@ Net::Buffer Net::mask(int layer) {
   LayerState& L = impl_->layers.at(layer);
   return buffer(L.mask, L.spec.outputs, impl_->max_cases);
 }
+Net::Buffer Net::noise(int layer) {
+  LayerState& L = impl_->layers.at(layer);
+  return buffer(L.noise, L.spec.outputs, impl_->max_cases);
+}
 
 }  // namespace alexnet

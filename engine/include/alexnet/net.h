@@ -80,7 +80,9 @@ struct LayerSpec {
   int topk = 1;
 };
 
-enum class PassType { Train, Test };
+// engine.md §1.5 pass types. Dropout draws masks only in Train; Test and
+// GradientCheck multiply by keep (§3.16: "enable and PASS_TRAIN").
+enum class PassType { Train, Test, GradientCheck };
 
 class Net {
  public:
@@ -106,8 +108,9 @@ class Net {
   // top-k errors], others [cost]. Sums over the cases, as the release reported.
   const std::map<std::string, std::vector<double>>& costs() const { return costs_; }
 
-  // When true, hs layers use the masks already in their mask buffers instead of
-  // drawing new ones (engine and port replay the same draw).
+  // When true, hs layers use the masks already in their mask buffers, and nrelu
+  // layers the noise in theirs, instead of drawing new ones (engine and port
+  // replay the same draw).
   bool inject_masks = false;
 
   // When true, forward and backward add each layer's wall time (seconds) to
@@ -131,7 +134,8 @@ class Net {
   Buffer biases(int layer);
   Buffer bias_inc(int layer);
   Buffer bias_grad(int layer);
-  Buffer mask(int layer);  // hs layers: (D, max_cases)
+  Buffer mask(int layer);   // hs layers: (D, max_cases)
+  Buffer noise(int layer);  // nrelu layers: the N(0,1) draws, (D, max_cases)
 
  private:
   struct Impl;
