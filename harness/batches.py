@@ -1,0 +1,359 @@
+"""The release's data folder: ``data_batch_<N>`` and ``batches.meta`` (driver.md §D.1, §D.3, §D.4).
+
+Layout, as the release's CIFAR and raw-pixel providers read it:
+
+* ``data_batch_<N>``: a pickled dict with ``data``, a (num_vis, N) array with
+  **one column per image** (cuda-convnet layout, driver.md §D.3; uint8 for CIFAR),
+  pixel index ``c*S*S + y*S + x`` (channel-major, driver.md §0), and ``labels``,
+  a list of N integers in 0 … len(label_names)−1.
+* ``batches.meta``: a pickled dict with ``data_mean`` (num_vis values as a column,
+  same pixel order), ``label_names``, ``num_vis``; optionally ``color_pca`` = (s, V)
+  with s of length 3 and V 3×3, eigenvectors in columns (§D.4, used by colour
+  noise §D.6), and the ImageNet keys ``batch_size``, ``label_offset``, ``no_crop``,
+  ``dp_type`` (kept as read).
+
+The CIFAR-10 python archive from the dataset's site stores ``data`` the other way
+round (N × 3072, one row per image); :mod:`.make_batches` converts it.
+
+Readers validate and raise one :class:`~.pickles.DataError` (a ReplayError) naming
+the file and the key. Writers write protocol 2 pickles atomically.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .pickles import DataError, load_pickle, save_pickle
+
+__all__ = [
+    "META_NAME",
+    "Batch",
+    "BatchMeta",
+    "batch_path",
+    "list_batches",
+    "meta_path",
+    "read_batch",
+    "read_meta",
+    "validate_batch",
+    "validate_meta",
+    "write_batch",
+    "write_meta",
+]
+
+META_NAME = "batches.meta"
+_BATCH_RE = re.compile(r"^data_batch_(\d+)$")
+
+
+# -- paths -------------------------------------------------------------------------------
+
+def meta_path(data_dir: str | os.PathLike) -> Path:
+    """``<data_dir>/batches.meta``; a path that already names a file is returned as it is."""
+    p = Path(data_dir)
+    return p if p.name == META_NAME else p / META_NAME
+
+
+def batch_path(data_dir: str | os.PathLike, batch_num: int) -> Path:
+    """``<data_dir>/data_batch_<batch_num>``."""
+    return Path(data_dir) / f"data_batch_{int(batch_num)}"
+
+
+def list_batches(data_dir: str | os.PathLike) -> list[int]:
+    """The batch numbers present in `data_dir`, in increasing order."""
+    nums = []
+    for entry in Path(data_dir).iterdir():
+        m = _BATCH_RE.match(entry.name)
+        if m and entry.is_file():
+            nums.append(int(m.group(1)))
+    return sorted(nums)
+
+
+def _ranges_text(nums: Sequence[int]) -> str:
+    if not nums:
+        return "none"
+    parts, start, prev = [], nums[0], nums[0]
+    for n in list(nums[1:]) + [None]:
+        if n is not None and n == prev + 1:
+            prev = n
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if n is not None:
+            start = prev = n
+    return ", ".join(parts)
+
+
+# -- meta ----------------------------------------------------------------------------------
+
+@dataclass
+class BatchMeta:
+    """A validated ``batches.meta``."""
+
+    path: Path
+    num_vis: int
+    label_names: list[str]
+    data_mean: np.ndarray                                  # (num_vis, 1), dtype as stored
+    color_pca: tuple[np.ndarray, np.ndarray] | None = None  # s (3,), V (3, 3) columns = eigenvectors
+    raw: dict = field(default_factory=dict)                # every key as read
+
+    @property
+    def num_classes(self) -> int:
+        """``len(label_names)`` (driver.md §D.1)."""
+        return len(self.label_names)
+
+    @property
+    def dp_type(self) -> str | None:
+        return self.raw.get("dp_type")
+
+    @property
+    def image_size(self) -> int | None:
+        """S with num_vis = 3·S², or None when num_vis is not of that form."""
+        s = math.isqrt(self.num_vis // 3)
+        return s if 3 * s * s == self.num_vis else None
+
+
+def _as_str(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bytes, np.bytes_)):
+        return bytes(value).decode("latin1")
+    if isinstance(value, np.str_):
+        return str(value)
+    return None
+
+
+def _dict_keys_as_str(obj: dict) -> dict:
+    """Python 3 pickles of Python 2 dicts may carry bytes keys; the release's keys are text."""
+    return {(_as_str(k) if isinstance(k, (bytes, np.bytes_)) else k): v for k, v in obj.items()}
+
+
+def _int_value(value: Any) -> int | None:
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    return None
+
+
+def _float_array(value: Any, file: Path, key: str) -> np.ndarray:
+    if not isinstance(value, np.ndarray) and not isinstance(value, (list, tuple)):
+        raise DataError(f"must be a numeric array (got {type(value).__name__})", file=file, key=key)
+    try:
+        arr = np.asarray(value)
+    except ValueError as exc:
+        raise DataError(f"must be a numeric array ({exc})", file=file, key=key) from None
+    if arr.dtype.kind not in "iuf":
+        raise DataError(f"must be a numeric array (dtype {arr.dtype})", file=file, key=key)
+    if not np.isfinite(arr).all():
+        raise DataError("holds NaN or infinite values", file=file, key=key)
+    return arr
+
+
+def validate_meta(obj: Any, path: str | os.PathLike) -> BatchMeta:
+    """Check a loaded ``batches.meta`` dict and return it as :class:`BatchMeta`."""
+    path = Path(path)
+    if not isinstance(obj, dict):
+        raise DataError(f"must hold a pickled dict (got {type(obj).__name__})", file=path)
+    raw = _dict_keys_as_str(obj)
+    for key in ("num_vis", "label_names", "data_mean"):
+        if key not in raw:
+            raise DataError(f"missing (batches.meta needs num_vis, label_names and data_mean, "
+                            f"driver.md §D.3; keys present: {sorted(map(str, raw))})", file=path, key=key)
+    num_vis = _int_value(raw["num_vis"])
+    if num_vis is None or num_vis <= 0:
+        raise DataError(f"must be a positive integer (got {raw['num_vis']!r})", file=path, key="num_vis")
+
+    names_in = raw["label_names"]
+    if not isinstance(names_in, (list, tuple, np.ndarray)) or len(names_in) == 0:
+        raise DataError("must be a non-empty list of class names", file=path, key="label_names")
+    names = []
+    for i, n in enumerate(names_in):
+        s = _as_str(n)
+        if s is None:
+            raise DataError(f"entry {i} is {type(n).__name__}, not a string", file=path, key="label_names")
+        names.append(s)
+
+    mean = _float_array(raw["data_mean"], path, "data_mean")
+    if mean.size != num_vis or (mean.ndim == 2 and 1 not in mean.shape) or mean.ndim > 2:
+        raise DataError(f"shape {mean.shape}: must hold num_vis = {num_vis} values as a column",
+                        file=path, key="data_mean")
+    mean = mean.reshape(num_vis, 1)
+
+    pca = None
+    if raw.get("color_pca") is not None:
+        cp = raw["color_pca"]
+        if not isinstance(cp, (list, tuple)) or len(cp) != 2:
+            raise DataError("must be a pair (s, V): s of 3 values, V 3x3 with eigenvectors in columns "
+                            "(driver.md §D.4)", file=path, key="color_pca")
+        s = _float_array(cp[0], path, "color_pca")
+        v = _float_array(cp[1], path, "color_pca")
+        if s.size != 3 or v.shape != (3, 3):
+            raise DataError(f"s has shape {s.shape} and V {v.shape}; need 3 values and 3x3",
+                            file=path, key="color_pca")
+        pca = (s.reshape(3), v)
+
+    if "dp_type" in raw and raw["dp_type"] is not None and _as_str(raw["dp_type"]) is None:
+        raise DataError(f"must be a provider name (got {type(raw['dp_type']).__name__})", file=path, key="dp_type")
+    if raw.get("dp_type") is not None:
+        raw["dp_type"] = _as_str(raw["dp_type"])
+    return BatchMeta(path=path, num_vis=num_vis, label_names=names, data_mean=mean, color_pca=pca, raw=raw)
+
+
+def read_meta(data_dir: str | os.PathLike) -> BatchMeta:
+    """Read and validate ``<data_dir>/batches.meta`` (or the meta file `data_dir` names)."""
+    path = meta_path(data_dir)
+    if not path.is_file():
+        where = path.parent
+        raise DataError(f"missing: the data folder {where} needs {META_NAME} beside its data_batch_N files "
+                        "(driver.md §D.1)", file=path)
+    return validate_meta(load_pickle(path), path)
+
+
+def write_meta(path: str | os.PathLike, *, data_mean, label_names: Sequence[str], num_vis: int | None = None,
+               color_pca: tuple[np.ndarray, np.ndarray] | None = None, **extra: Any) -> BatchMeta:
+    """Write a ``batches.meta`` (protocol 2, atomically). `path` is the file or its folder.
+
+    ``data_mean`` is stored as a (num_vis, 1) column in its own float dtype; ``color_pca``
+    as a tuple (s float32 (3,), V float32 (3, 3)). Extra keys (``dp_type``, ``batch_size``,
+    ...) are stored as given. Returns the meta as a reader would see it.
+    """
+    path = meta_path(path)
+    mean = np.asarray(data_mean)
+    if mean.dtype.kind != "f":
+        mean = mean.astype(np.float64)
+    num_vis = int(mean.size if num_vis is None else num_vis)
+    obj: dict[str, Any] = {
+        "data_mean": mean.reshape(-1, 1),
+        "label_names": [str(n) for n in label_names],
+        "num_vis": num_vis,
+    }
+    if color_pca is not None:
+        s, v = color_pca
+        obj["color_pca"] = (np.asarray(s, dtype=np.float32).reshape(3), np.asarray(v, dtype=np.float32))
+    obj.update(extra)
+    meta = validate_meta(obj, path)  # refuse to write what we could not read back
+    save_pickle(path, obj)
+    return meta
+
+
+# -- batches -------------------------------------------------------------------------------
+
+@dataclass
+class Batch:
+    """A validated ``data_batch_<N>``."""
+
+    path: Path
+    data: np.ndarray    # (num_vis, N), one column per image, dtype as stored (uint8 for CIFAR)
+    labels: np.ndarray  # (N,) int64
+    raw: dict = field(default_factory=dict)
+
+    @property
+    def num_cases(self) -> int:
+        return int(self.data.shape[1])
+
+
+def _labels_array(labels: Any, file: Path, num_classes: int | None) -> np.ndarray:
+    if isinstance(labels, (list, tuple)):
+        if not all(isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
+                   for x in labels):
+            bad = next(i for i, x in enumerate(labels)
+                       if not isinstance(x, (int, float, np.integer, np.floating)) or isinstance(x, (bool, np.bool_)))
+            raise DataError(f"entry {bad} is {type(labels[bad]).__name__}, not an integer", file=file, key="labels")
+        arr = np.asarray(labels, dtype=np.float64 if any(isinstance(x, (float, np.floating)) for x in labels)
+                         else np.int64)
+    elif isinstance(labels, np.ndarray):
+        arr = labels
+        if arr.ndim == 2 and arr.shape[0] == 1:
+            arr = arr[0]
+        if arr.ndim != 1:
+            raise DataError(f"shape {labels.shape}: must be a list of N labels (or a 1 x N array)",
+                            file=file, key="labels")
+        if arr.dtype.kind not in "iuf":
+            raise DataError(f"must hold integers (dtype {arr.dtype})", file=file, key="labels")
+    else:
+        raise DataError(f"must be a list of integers (got {type(labels).__name__})", file=file, key="labels")
+    if arr.dtype.kind == "f":
+        bad = np.flatnonzero(~np.isfinite(arr) | (arr != np.round(arr)))
+        if bad.size:
+            raise DataError(f"label {arr[bad[0]]!r} at position {int(bad[0])} is not an integer",
+                            file=file, key="labels")
+    out = arr.astype(np.int64)
+    if num_classes is not None and out.size:
+        bad = np.flatnonzero((out < 0) | (out >= num_classes))
+        if bad.size:
+            i = int(bad[0])
+            raise DataError(f"label {int(out[i])} at position {i} is out of range 0..{num_classes - 1} "
+                            f"(len(label_names) = {num_classes}; {bad.size} label(s) out of range)",
+                            file=file, key="labels")
+    return out
+
+
+def validate_batch(obj: Any, path: str | os.PathLike, meta: BatchMeta | None = None, *,
+                   num_vis: int | None = None, num_classes: int | None = None) -> Batch:
+    """Check a loaded ``data_batch_<N>`` dict against `meta` (or explicit num_vis / num_classes)."""
+    path = Path(path)
+    if meta is not None:
+        num_vis = meta.num_vis if num_vis is None else num_vis
+        num_classes = meta.num_classes if num_classes is None else num_classes
+    if not isinstance(obj, dict):
+        kind = type(obj).__name__
+        hint = " (a tuple is the JPEG batch format, driver.md §D.4, which these providers do not read)" \
+            if isinstance(obj, tuple) else ""
+        raise DataError(f"must hold a pickled dict with 'data' and 'labels' (got {kind}){hint}", file=path)
+    raw = _dict_keys_as_str(obj)
+    for key in ("data", "labels"):
+        if key not in raw:
+            raise DataError(f"missing (keys present: {sorted(map(str, raw))})", file=path, key=key)
+    data = raw["data"]
+    if not isinstance(data, np.ndarray):
+        raise DataError(f"must be a numpy array (got {type(data).__name__})", file=path, key="data")
+    if data.dtype.kind not in "iuf":
+        raise DataError(f"must hold numbers (dtype {data.dtype})", file=path, key="data")
+    if data.ndim != 2:
+        raise DataError(f"shape {data.shape}: must be 2-D (num_vis rows, one column per image)",
+                        file=path, key="data")
+    if num_vis is not None and data.shape[0] != num_vis:
+        hint = ""
+        if data.shape[1] == num_vis:
+            hint = (" (this looks like one image per row, the CIFAR-10 python archive's layout; "
+                    "convert it with alexnet_replay.harness.make_batches.cifar10_python_archive)")
+        raise DataError(f"shape {data.shape}: must have num_vis = {num_vis} rows, one column per image "
+                        f"(driver.md §D.3){hint}", file=path, key="data")
+    labels = _labels_array(raw["labels"], path, num_classes)
+    if labels.size != data.shape[1]:
+        raise DataError(f"{labels.size} labels for {data.shape[1]} images (columns of 'data'): "
+                        "the batch is truncated or damaged", file=path, key="labels")
+    return Batch(path=path, data=data, labels=labels, raw=raw)
+
+
+def read_batch(data_dir: str | os.PathLike, batch_num: int, meta: BatchMeta | None = None) -> Batch:
+    """Read and validate ``<data_dir>/data_batch_<batch_num>`` (against `meta` when given)."""
+    path = batch_path(data_dir, batch_num)
+    if not path.is_file():
+        folder = Path(data_dir)
+        if Path(f"{path}.1").is_file():
+            raise DataError(f"missing; {path.name}.1 exists, but sub-batches (driver.md §D.1) are "
+                            "not read by these providers: merge them into one batch", file=path)
+        present = list_batches(folder) if folder.is_dir() else []
+        raise DataError(f"missing (batches in {folder}: {_ranges_text(present)})", file=path)
+    return validate_batch(load_pickle(path), path, meta)
+
+
+def write_batch(path: str | os.PathLike, data: np.ndarray, labels: Sequence[int], *,
+                num_classes: int | None = None, extra: dict | None = None) -> Batch:
+    """Write a ``data_batch_<N>``: ``{'data': (num_vis, N) array, 'labels': list of int}``,
+    protocol 2, atomically. Returns the batch as a reader would see it."""
+    path = Path(path)
+    data = np.asarray(data)
+    batch = validate_batch({"data": data, "labels": list(np.asarray(labels).tolist())}, path,
+                           num_vis=int(data.shape[0]) if data.ndim == 2 else None, num_classes=num_classes)
+    obj: dict[str, Any] = {"data": np.ascontiguousarray(data), "labels": [int(x) for x in batch.labels]}
+    if extra:
+        obj.update(extra)
+    save_pickle(path, obj)
+    return batch

@@ -1,0 +1,261 @@
+"""Write data folders in the release's format (driver.md §D.1, §D.3): from arrays, from
+scikit-learn's handwritten digits (a small demo set in CIFAR's shape), and from the
+CIFAR-10 python archive.
+
+``batches.meta`` gets ``data_mean`` (float64 column, the per-pixel mean of the
+statistics images), ``label_names``, ``num_vis`` and ``color_pca`` = (s, V) from the
+RGB covariance of the mean-subtracted pixels (:func:`pixel_pca`).
+
+On ``color_pca``: the release does not say whether s holds eigenvalues or their
+square roots (driver.md §D.6); its code calls them standard deviations, so s here is
+the square root of the eigenvalues (the standard deviation of the pixels along each
+principal axis, in pixel units 0…255).
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import ReplayError
+from .batches import BatchMeta, _dict_keys_as_str, batch_path, write_batch, write_meta
+from .pickles import DataError, loads_pickle
+
+__all__ = [
+    "MadeBatches",
+    "cifar10_python_archive",
+    "digits_batches",
+    "make_batches_from_arrays",
+    "pixel_pca",
+    "render_digits",
+]
+
+
+@dataclass
+class MadeBatches:
+    """What a writer produced: the folder, its meta, and the batch numbers written."""
+
+    out_dir: Path
+    meta: BatchMeta
+    batch_nums: list[int]
+    train_batches: list[int]
+    test_batches: list[int]
+
+
+def pixel_pca(images: np.ndarray, data_mean: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """PCA of RGB pixel values for colour noise (driver.md §D.4 ``color_pca``, §D.6).
+
+    `images` (N, 3, H, W); `data_mean` (3·H·W) the per-pixel mean. Every pixel of every
+    image, minus the mean image, is one RGB sample; the 3×3 covariance (divided by the
+    number of samples) is accumulated in float64 and eigen-decomposed.
+    Returns s (3,) float32 = sqrt(eigenvalues), largest first, and V (3, 3) float32 with
+    the unit eigenvectors in columns, each signed so that its components sum to >= 0.
+    """
+    n, c = images.shape[:2]
+    if c != 3:
+        raise ValueError(f"pixel_pca needs RGB images (N, 3, H, W), got shape {images.shape}")
+    mean = np.asarray(data_mean, dtype=np.float64).reshape(1, 3, -1)
+    cov = np.zeros((3, 3))
+    count = 0
+    for start in range(0, n, chunk):
+        x = images[start:start + chunk].reshape(-1, 3, mean.shape[2]).astype(np.float64) - mean
+        cov += np.einsum("ncp,ndp->cd", x, x)
+        count += x.shape[0] * x.shape[2]
+    cov /= max(count, 1)
+    vals, vecs = np.linalg.eigh(cov)
+    order = np.argsort(vals)[::-1]
+    vals, vecs = vals[order], vecs[:, order]
+    for j in range(3):
+        col = vecs[:, j]
+        total = col.sum()
+        if total < -1e-12 or (abs(total) <= 1e-12 and col[np.argmax(np.abs(col))] < 0):
+            vecs[:, j] = -col
+    return np.sqrt(np.clip(vals, 0.0, None)).astype(np.float32), vecs.astype(np.float32)
+
+
+def _batch_sizes(n: int, batch_size: int | Sequence[int]) -> list[int]:
+    if isinstance(batch_size, (int, np.integer)):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1 (got {batch_size})")
+        return [min(int(batch_size), n - s) for s in range(0, n, int(batch_size))]
+    sizes = [int(x) for x in batch_size]
+    if any(x < 1 for x in sizes) or sum(sizes) != n:
+        raise ValueError(f"batch sizes {sizes} must be >= 1 and add up to the {n} images")
+    return sizes
+
+
+def make_batches_from_arrays(images: np.ndarray, labels: Sequence[int], label_names: Sequence[str],
+                             out_dir: str | os.PathLike, batch_size: int | Sequence[int], *,
+                             first_batch: int = 1, stats_images: int | None = None, color_pca: bool = True,
+                             num_test_batches: int = 0, **extra_meta) -> MadeBatches:
+    """Write `images` (N, 3, H, W) uint8 with their `labels` as ``data_batch_<first_batch>`` …
+    (consecutive images; `batch_size` is one size, the last batch taking the rest, or a list of
+    sizes) and ``batches.meta``.
+
+    The mean (and the colour PCA) come from the first `stats_images` images (default all; pass
+    the number of training images so test images do not leak into them). The last
+    `num_test_batches` batches are reported as test batches. Extra keyword arguments are
+    stored in ``batches.meta`` (e.g. ``dp_type='cifar-cropped'``).
+    """
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[1] != 3 or images.shape[2] != images.shape[3]:
+        raise ValueError(f"images must be (N, 3, S, S), got shape {images.shape}")
+    if images.dtype != np.uint8:
+        raise ValueError(f"images must be uint8, got {images.dtype}")
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    n = images.shape[0]
+    if labels.size != n:
+        raise ValueError(f"{labels.size} labels for {n} images")
+    if n and (labels.min() < 0 or labels.max() >= len(label_names)):
+        raise ValueError(f"labels must be in 0..{len(label_names) - 1}")
+    stats = n if stats_images is None else int(stats_images)
+    if not 1 <= stats <= n:
+        raise ValueError(f"stats_images must be in 1..{n} (got {stats_images})")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    num_vis = int(np.prod(images.shape[1:]))
+    mean = images[:stats].reshape(stats, num_vis).mean(axis=0, dtype=np.float64)
+    pca = pixel_pca(images[:stats], mean) if color_pca else None
+
+    nums, start = [], 0
+    for i, size in enumerate(_batch_sizes(n, batch_size)):
+        num = first_batch + i
+        cols = np.ascontiguousarray(images[start:start + size].reshape(size, num_vis).T)  # (num_vis, N)
+        write_batch(batch_path(out, num), cols, labels[start:start + size], num_classes=len(label_names))
+        nums.append(num)
+        start += size
+    meta = write_meta(out, data_mean=mean, label_names=label_names, num_vis=num_vis, color_pca=pca, **extra_meta)
+    k = len(nums) - int(num_test_batches)
+    return MadeBatches(out_dir=out, meta=meta, batch_nums=nums, train_batches=nums[:k], test_batches=nums[k:])
+
+
+# -- scikit-learn digits ---------------------------------------------------------------------------
+
+def render_digits(images8: np.ndarray) -> np.ndarray:
+    """(N, 8, 8) grey values 0…16 → (N, 3, 32, 32) uint8: each pixel becomes a 4×4 block,
+    values scaled to 0…255 (v·255/16, rounded half up), the grey copied to R, G and B."""
+    v = np.asarray(images8, dtype=np.float64)
+    if v.ndim != 3 or v.shape[1:] != (8, 8):
+        raise ValueError(f"digits must be (N, 8, 8), got {v.shape}")
+    grey = np.floor(v * (255.0 / 16.0) + 0.5).clip(0, 255).astype(np.uint8)
+    big = np.kron(grey, np.ones((1, 4, 4), dtype=np.uint8))          # (N, 32, 32)
+    return np.ascontiguousarray(np.repeat(big[:, None], 3, axis=1))
+
+
+def _stratified_batches(labels: np.ndarray, k: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Deal the indices into k batches with class counts within one of each other; each batch
+    is shuffled so that its classes are mixed (SGD takes consecutive minibatches, §C.4)."""
+    perm = rng.permutation(labels.size)
+    dealt = perm[np.argsort(labels[perm], kind="stable")]
+    return [rng.permutation(dealt[j::k]) for j in range(k)]
+
+
+def digits_batches(out_dir: str | os.PathLike, *, num_train_batches: int = 5, num_test_batches: int = 1,
+                   seed: int = 0, dp_type: str | None = "cifar-cropped") -> MadeBatches:
+    """scikit-learn's handwritten digits (1797 images of 8×8, values 0…16) as a CIFAR-shaped data
+    folder: 3×32×32 uint8 images, labels '0'…'9'. The images are dealt (seeded, stratified by
+    class) into ``num_train_batches + num_test_batches`` batches numbered from 1; the training
+    batches come first, the test batches last (by default 1–5 and 6, as CIFAR-10's usual split).
+    The mean and colour PCA come from the training batches only."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise ReplayError("the digits data set needs scikit-learn: pip install scikit-learn") from None
+    digits = load_digits()
+    labels = np.asarray(digits.target, dtype=np.int64)
+    images = render_digits(np.asarray(digits.images))
+    k = num_train_batches + num_test_batches
+    if num_train_batches < 1 or num_test_batches < 0:
+        raise ValueError("need at least one training batch and no negative number of test batches")
+    parts = _stratified_batches(labels, k, np.random.default_rng(seed))
+    order = np.concatenate(parts)
+    sizes = [p.size for p in parts]
+    extra = {"dp_type": dp_type} if dp_type else {}
+    return make_batches_from_arrays(images[order], labels[order], [str(i) for i in range(10)], out_dir, sizes,
+                                    stats_images=sum(sizes[:num_train_batches]),
+                                    num_test_batches=num_test_batches, **extra)
+
+
+# -- CIFAR-10 python archive -----------------------------------------------------------------------
+
+_CIFAR_DIR = "cifar-10-batches-py"
+
+
+def _read_member(tar: tarfile.TarFile, archive: Path, name: str):
+    what = f"{archive}:{name}"
+    try:
+        info = tar.getmember(name)
+    except KeyError:
+        raise DataError("missing from the archive (expected the CIFAR-10 python layout: "
+                        f"{_CIFAR_DIR}/data_batch_1..5, test_batch, batches.meta)", file=what) from None
+    if not info.isfile():
+        raise DataError("is not a regular file", file=what)
+    f = tar.extractfile(info)
+    try:
+        raw = f.read()
+    except (OSError, EOFError, tarfile.TarError) as exc:
+        raise DataError(f"cannot be read: the archive is damaged or truncated ({exc})", file=what) from None
+    obj = loads_pickle(raw, what)
+    if not isinstance(obj, dict):
+        raise DataError(f"must hold a pickled dict (got {type(obj).__name__})", file=what)
+    return _dict_keys_as_str(obj), what
+
+
+def _archive_batch(tar, archive, name, num_classes):
+    d, what = _read_member(tar, archive, name)
+    for key in ("data", "labels"):
+        if key not in d:
+            raise DataError("missing", file=what, key=key)
+    data = d["data"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        shape = getattr(data, "shape", None)
+        raise DataError(f"must be a uint8 array of one 3072-value image per row (got "
+                        f"{type(data).__name__} {getattr(data, 'dtype', '')} {shape})", file=what, key="data")
+    labels = np.asarray(d["labels"])
+    if labels.ndim != 1 or labels.size != data.shape[0] or labels.dtype.kind not in "iu":
+        raise DataError(f"must be {data.shape[0]} integer labels, one per row of 'data' (got {labels.size})",
+                        file=what, key="labels")
+    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    if bad.size:
+        raise DataError(f"label {int(labels[bad[0]])} at position {int(bad[0])} is out of range "
+                        f"0..{num_classes - 1}", file=what, key="labels")
+    return data, labels.astype(np.int64)
+
+
+def cifar10_python_archive(archive_path: str | os.PathLike, out_dir: str | os.PathLike, *,
+                           dp_type: str | None = None) -> MadeBatches:
+    """Convert the CIFAR-10 python archive (``cifar-10-python.tar.gz``) into the release's layout.
+
+    Reads ``cifar-10-batches-py/data_batch_1`` … ``_5``, ``test_batch`` and ``batches.meta`` with the
+    restricted unpickler (nothing is extracted to disk), turns the rows (one image each) into
+    columns, and writes ``data_batch_1`` … ``_5`` (training) and ``data_batch_6`` (the test batch,
+    driver.md §D.3's conventional split) with a ``batches.meta`` whose mean and colour PCA come
+    from the five training batches.
+    """
+    archive = Path(archive_path)
+    if not archive.is_file():
+        raise DataError("missing (no such file)", file=archive)
+    try:
+        tar = tarfile.open(archive, "r:*")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise DataError(f"not a readable tar archive ({exc})", file=archive) from None
+    with tar:
+        meta, what = _read_member(tar, archive, f"{_CIFAR_DIR}/batches.meta")
+        if "label_names" not in meta:
+            raise DataError("missing", file=what, key="label_names")
+        names = [n.decode("latin1") if isinstance(n, bytes) else str(n) for n in meta["label_names"]]
+        if meta.get("num_vis", 3072) != 3072:
+            raise DataError(f"is {meta['num_vis']!r}; CIFAR-10 images have 3072 values", file=what, key="num_vis")
+        members = [f"{_CIFAR_DIR}/data_batch_{i}" for i in range(1, 6)] + [f"{_CIFAR_DIR}/test_batch"]
+        parts = [_archive_batch(tar, archive, m, len(names)) for m in members]
+    images = np.concatenate([p[0] for p in parts]).reshape(-1, 3, 32, 32)
+    labels = np.concatenate([p[1] for p in parts])
+    sizes = [p[0].shape[0] for p in parts]
+    extra = {"dp_type": dp_type} if dp_type else {}
+    return make_batches_from_arrays(images, labels, names, out_dir, sizes, stats_images=sum(sizes[:5]),
+                                    num_test_batches=1, **extra)
