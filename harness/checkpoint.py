@@ -1,0 +1,114 @@
+"""The project's own checkpoint format: arrays plus JSON metadata, no pickle.
+
+One ``.npz`` file (numpy's zip of ``.npy`` arrays, read with
+``allow_pickle=False``, so loading one cannot run code) holding, for every weight
+layer, its weight matrices and increments (momentum buffers) and its biases and
+bias increments, in the release's layouts; and a ``__meta__`` entry with a JSON
+document: a magic string and version, the network's signature (layer names,
+types and matrix shapes), the training state (epoch, batch, progress) and any
+options the caller stores.
+
+Files are written to a temporary file in the same folder, flushed and fsynced,
+then renamed over the target (:func:`alexnet_replay.harness.pickles.atomic_write_bytes`),
+so a run killed at any moment leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..engine import EngineNet
+from ..errors import ReplayError
+from .pickles import atomic_write_bytes
+
+MAGIC = "alexnet-replay checkpoint"
+VERSION = 1
+WEIGHT_TYPES = ("conv", "local", "fc")
+
+
+def signature(net: EngineNet) -> list[list[Any]]:
+    """[name, type, [matrix shapes...], bias shape] for every weight layer, in order."""
+    sig = []
+    for layer in net.config.layers.values():
+        if layer.type in WEIGHT_TYPES:
+            sig.append([layer.name, layer.type, [list(shape) for shape in layer.weights], list(layer.biases)])
+    return sig
+
+
+def _arrays(net: EngineNet) -> dict[str, np.ndarray]:
+    arrays = {}
+    for layer in net.config.layers.values():
+        if layer.type not in WEIGHT_TYPES:
+            continue
+        for i, src in enumerate(layer.weight_sources):
+            if src is None:  # a shared matrix is stored once, by its owner
+                arrays[f"{layer.name}/weights/{i}"] = net.weights(layer.name, i)
+                arrays[f"{layer.name}/weights_inc/{i}"] = net.weight_inc(layer.name, i)
+        arrays[f"{layer.name}/biases"] = net.biases(layer.name)
+        arrays[f"{layer.name}/biases_inc"] = net.bias_inc(layer.name)
+    return arrays
+
+
+def save_checkpoint(path: str | Path, net: EngineNet, state: dict[str, Any] | None = None) -> None:
+    """Write `net`'s weights and increments and `state` (JSON-able) to `path`, atomically."""
+    meta = {"format": MAGIC, "version": VERSION, "layers_file": net.config.path,
+            "params_file": net.config.params_path, "signature": signature(net), "state": state or {}}
+    header = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+    # Streamed into the temporary file; Fortran-ordered fc matrices are stored as
+    # they are (np.save records the order).
+    atomic_write_bytes(Path(path), lambda f: np.savez(f, __meta__=header, **_arrays(net)))
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(metadata, arrays) of a checkpoint, with one clear ReplayError for a bad file."""
+    path = Path(path)
+    try:  # our own file object: numpy leaks its handle when the zip is truncated
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+    except FileNotFoundError:
+        raise ReplayError(f"{path}: no such checkpoint") from None
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise ReplayError(f"{path}: not a readable alexnet-replay checkpoint (truncated or another format: "
+                          f"{exc})") from None
+    raw = arrays.pop("__meta__", None)
+    try:
+        meta = json.loads(bytes(raw).decode("utf-8")) if raw is not None else None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        meta = None
+    if not isinstance(meta, dict) or meta.get("format") != MAGIC:
+        raise ReplayError(f"{path}: not an alexnet-replay checkpoint (no '{MAGIC}' header); a checkpoint "
+                          "of the 2012 release is a pickle: convert it with the release-checkpoint reader")
+    if meta.get("version") != VERSION:
+        raise ReplayError(f"{path}: checkpoint format version {meta.get('version')}, this alexnet-replay "
+                          f"reads version {VERSION}")
+    return meta, arrays
+
+
+def load_checkpoint(path: str | Path, net: EngineNet) -> dict[str, Any]:
+    """Copy a checkpoint's weights and increments into `net`; returns its stored state.
+
+    Refuses (ReplayError, net untouched) a checkpoint of another network.
+    """
+    meta, arrays = read_checkpoint(path)
+    want = signature(net)
+    if meta["signature"] != want:
+        theirs = {row[0]: row for row in meta["signature"]}
+        ours = {row[0]: row for row in want}
+        missing = sorted(set(ours) - set(theirs))
+        differing = sorted(n for n in set(ours) & set(theirs) if ours[n] != theirs[n])
+        detail = f"layers missing from it: {', '.join(missing[:5])}" if missing else \
+            f"layers with other shapes: {', '.join(differing[:5]) or '(order differs)'}"
+        raise ReplayError(f"{path}: checkpoint of another network ({meta.get('layers_file')}), not of "
+                          f"{net.config.path}: {detail}")
+    targets = _arrays(net)
+    for name, target in targets.items():
+        if name not in arrays or arrays[name].shape != target.shape:
+            raise ReplayError(f"{path}: array '{name}' is missing or has the wrong shape")
+    for name, target in targets.items():
+        target[...] = arrays[name]
+    return meta["state"]
