@@ -60,6 +60,11 @@ inline void check_array(const py::handle& obj, const char* name, std::initialize
   }
 }
 
+// engine.md §1.4: targets are overwritten (0) or added to (1); nothing else.
+inline void check_scale_targets(float s) {
+  if (s != 0.0f && s != 1.0f) throw py::value_error("scale_targets: must be 0 (overwrite) or 1 (add)");
+}
+
 // A (rows, cols) view of a checked 2-D float32 array.
 inline MatView mat(const py::handle& obj, const char* name, int64_t rows = -1, int64_t cols = -1) {
   check_array(obj, name, {rows, cols}, /*writable=*/true);

@@ -15,10 +15,6 @@ namespace alexnet::bind {
 
 namespace {
 
-void check_scale_targets(float s) {
-  if (s != 0.0f && s != 1.0f) throw py::value_error("scale_targets: must be 0 (overwrite) or 1 (add)");
-}
-
 void same_size(const py::array& a, const char* an, const py::array& b, const char* bn) {
   if (a.size() != b.size())
     throw py::value_error(std::string(bn) + ": expected " + std::to_string(a.size()) + " elements like " + an +

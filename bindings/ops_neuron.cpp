@@ -97,6 +97,40 @@ void check_keep(float keep) {
   if (!(keep > 0.0f && keep <= 1.0f)) throw py::value_error("keep: must be in (0, 1], got " + std::to_string(keep));
 }
 
+
+using TargetCost = double (*)(ConstMatView, ConstMatView);
+using TargetBprop = void (*)(ConstMatView, ConstMatView, MatView, float, float);
+
+// A cost of (targets, prediction), both (D, N): returns the summed cost.
+void def_target_cost(py::module_& m, const char* name, TargetCost fn, const char* pred, const char* doc) {
+  m.def(
+      name,
+      [fn, pred](const py::object& t_obj, const py::object& y_obj) {
+        const ConstMatView y = cmat(y_obj, pred);
+        const ConstMatView t = cmat(t_obj, "targets", y.rows, y.cols);
+        py::gil_scoped_release release;
+        return fn(t, y);
+      },
+      py::arg("targets"), py::arg(pred), doc);
+}
+
+// The backward of such a cost (or of a fused neuron): out = scale_targets*out + ...
+void def_target_bprop(py::module_& m, const char* name, TargetBprop fn, const char* pred, const char* out,
+                      const char* doc) {
+  m.def(
+      name,
+      [fn, pred, out](const py::object& t_obj, const py::object& y_obj, const py::object& d_obj, float coeff,
+                      float scale_targets) {
+        check_scale_targets(scale_targets);
+        const ConstMatView y = cmat(y_obj, pred);
+        const ConstMatView t = cmat(t_obj, "targets", y.rows, y.cols);
+        const MatView d = mat(d_obj, out, y.rows, y.cols);
+        py::gil_scoped_release release;
+        fn(t, y, d, coeff, scale_targets);
+      },
+      py::arg("targets"), py::arg(pred), py::arg(out), py::arg("coeff"), py::arg("scale_targets") = 0.0f, doc);
+}
+
 }  // namespace
 
 void register_neuron_ops(pybind11::module_& m) {
@@ -281,69 +315,23 @@ void register_neuron_ops(pybind11::module_& m) {
       "with a single-consumer softmax it computes nothing (§13 item 1) - the caller decides.");
 
   // ---- cost.crossent2 (§3.25) ----------------------------------------------------
-  m.def(
-      "crossent2_cost",
-      [](const py::object& t_obj, const py::object& y_obj) {
-        const ConstMatView y = cmat(y_obj, "y");
-        const ConstMatView t = cmat(t_obj, "targets", y.rows, y.cols);
-        py::gil_scoped_release release;
-        return cpu::crossent2_cost(t, y);
-      },
-      py::arg("targets"), py::arg("y"),
-      "-sum(t*safelog(y) + (1-t)*safelog(1-y)) (engine.md §3.25). targets, y: (D, N) float32.");
+  def_target_cost(m, "crossent2_cost", cpu::crossent2_cost, "y",
+                  "-sum(t*safelog(y) + (1-t)*safelog(1-y)) (engine.md §3.25). targets, y: (D, N) float32.");
 
-  m.def(
-      "crossent2_bprop",
-      [](const py::object& t_obj, const py::object& y_obj, const py::object& dy_obj, float coeff,
-         float scale_targets) {
-        const ConstMatView y = cmat(y_obj, "y");
-        const ConstMatView t = cmat(t_obj, "targets", y.rows, y.cols);
-        const MatView dy = mat(dy_obj, "dy", y.rows, y.cols);
-        py::gil_scoped_release release;
-        cpu::crossent2_bprop(t, y, dy, coeff, scale_targets);
-      },
-      py::arg("targets"), py::arg("y"), py::arg("dy"), py::arg("coeff"), py::arg("scale_targets") = 0.0f,
-      "Unfused crossent2 backward AS WRITTEN (engine.md §3.25, §13 item 2):\n"
-      "dy = scale_targets*dy + coeff*(t/y + (1-t)/(1-y)); the true gradient has a minus.");
+  def_target_bprop(m, "crossent2_bprop", cpu::crossent2_bprop, "y", "dy",
+                   "Unfused crossent2 backward AS WRITTEN (engine.md §3.25, §13 item 2):\n"
+                   "dy = scale_targets*dy + coeff*(t/y + (1-t)/(1-y)); the true gradient has a minus.");
 
-  m.def(
-      "crossent2_logistic_bprop",
-      [](const py::object& t_obj, const py::object& y_obj, const py::object& dx_obj, float coeff,
-         float scale_targets) {
-        const ConstMatView y = cmat(y_obj, "y");
-        const ConstMatView t = cmat(t_obj, "targets", y.rows, y.cols);
-        const MatView dx = mat(dx_obj, "dx", y.rows, y.cols);
-        py::gil_scoped_release release;
-        cpu::crossent2_logistic_bprop(t, y, dx, coeff, scale_targets);
-      },
-      py::arg("targets"), py::arg("y"), py::arg("dx"), py::arg("coeff"), py::arg("scale_targets") = 0.0f,
-      "Logistic neuron backward fused with crossent2 (engine.md §3.11): dx = scale_targets*dx +\n"
-      "coeff*(t - y), y the logistic output. targets, y, dx: (D, N) float32.");
+  def_target_bprop(m, "crossent2_logistic_bprop", cpu::crossent2_logistic_bprop, "y", "dx",
+                   "Logistic neuron backward fused with crossent2 (engine.md §3.11): dx = scale_targets*dx +\n"
+                   "coeff*(t - y), y the logistic output. targets, y, dx: (D, N) float32.");
 
   // ---- cost.rflickr (§3.26) ------------------------------------------------------
-  m.def(
-      "rflickr_cost",
-      [](const py::object& t_obj, const py::object& y_obj) {
-        const ConstMatView y = cmat(y_obj, "y");
-        const ConstMatView t = cmat(t_obj, "targets", y.rows, y.cols);
-        py::gil_scoped_release release;
-        return cpu::rflickr_cost(t, y);
-      },
-      py::arg("targets"), py::arg("y"),
-      "sum log(1 + (y - t)^2) (engine.md §3.26). targets, y: (D, N) float32.");
+  def_target_cost(m, "rflickr_cost", cpu::rflickr_cost, "y",
+                  "sum log(1 + (y - t)^2) (engine.md §3.26). targets, y: (D, N) float32.");
 
-  m.def(
-      "rflickr_bprop",
-      [](const py::object& t_obj, const py::object& y_obj, const py::object& dy_obj, float coeff,
-         float scale_targets) {
-        const ConstMatView y = cmat(y_obj, "y");
-        const ConstMatView t = cmat(t_obj, "targets", y.rows, y.cols);
-        const MatView dy = mat(dy_obj, "dy", y.rows, y.cols);
-        py::gil_scoped_release release;
-        cpu::rflickr_bprop(t, y, dy, coeff, scale_targets);
-      },
-      py::arg("targets"), py::arg("y"), py::arg("dy"), py::arg("coeff"), py::arg("scale_targets") = 0.0f,
-      "rflickr backward (engine.md §3.26): dy = scale_targets*dy - coeff*2d/(1 + d^2), d = y - t.");
+  def_target_bprop(m, "rflickr_bprop", cpu::rflickr_bprop, "y", "dy",
+                   "rflickr backward (engine.md §3.26): dy = scale_targets*dy - coeff*2d/(1 + d^2), d = y - t.");
 
   // ---- cost.sum2 (§3.27) ---------------------------------------------------------
   m.def(

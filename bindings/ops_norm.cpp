@@ -16,10 +16,6 @@ namespace alexnet::bind {
 
 namespace {
 
-void check_scale_targets(float s) {
-  if (s != 0.0f && s != 1.0f) throw py::value_error("scale_targets: must be 0 (overwrite) or 1 (add)");
-}
-
 void check_range(const char* name, int64_t v, int64_t lo, int64_t hi, const std::string& hi_text) {
   if (v < lo || v > hi)
     throw py::value_error(std::string(name) + ": expected " + std::to_string(lo) + " <= " + name + " <= " + hi_text +

@@ -20,10 +20,6 @@ namespace alexnet::bind {
 
 namespace {
 
-void check_scale_targets(float s) {
-  if (s != 0.0f && s != 1.0f) throw py::value_error("scale_targets: must be 0 (overwrite) or 1 (add)");
-}
-
 void check_at_least(int64_t value, int64_t least, const char* name) {
   if (value < least)
     throw py::value_error(std::string(name) + ": must be >= " + std::to_string(least) + " (got " +
