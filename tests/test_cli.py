@@ -133,3 +133,25 @@ def test_verify_exit_codes(release, tmp_path):
 def test_no_command_prints_help():
     result = run_cli()
     assert result.returncode == 2 and "verify" in result.stdout and "catalog" in result.stdout
+
+
+def test_make_batches_digits(tmp_path):
+    pytest.importorskip("sklearn", reason="scikit-learn (a test extra) renders the digits")
+    from alexnet_replay.harness.batches import read_batch, read_meta
+
+    out = tmp_path / "digits"
+    result = run_cli("make-batches", str(out), "--digits")
+    assert result.returncode == 0, result.stderr
+    assert "data_batch_1..6" in result.stdout and "10 classes" in result.stdout
+    meta = read_meta(out)
+    assert meta.num_vis == 3 * 32 * 32 and len(meta.label_names) == 10
+    sizes = [read_batch(out, n, meta).data.shape[1] for n in range(1, 7)]
+    assert sum(sizes) == 1797  # every image of scikit-learn's set, once
+    again = run_cli("make-batches", str(out), "--digits")
+    assert again.returncode == 1 and "folder is not empty" in again.stderr
+
+
+def test_make_batches_missing_archive(tmp_path):
+    result = run_cli("make-batches", str(tmp_path / "out"), "--cifar10", str(tmp_path / "none.tar.gz"))
+    assert result.returncode == 1 and "no such file" in result.stderr
+    assert not (tmp_path / "out").exists()

@@ -130,6 +130,26 @@ def _cmd_check_grads(args: argparse.Namespace) -> int:
     return 0 if all(c.passed for c in checks) else 1
 
 
+def _cmd_make_batches(args: argparse.Namespace) -> int:
+    from .harness.make_batches import cifar10_python_archive, digits_batches
+
+    out = Path(args.out)
+    if args.cifar10 and not Path(args.cifar10).is_file():
+        raise ReplayError(f"{args.cifar10}: no such file (give the CIFAR-10 python archive)")
+    if out.exists() and any(out.iterdir()) and not args.force:
+        raise ReplayError(f"{out}: folder is not empty (give --force to write into it)")
+    out.mkdir(parents=True, exist_ok=True)
+    if args.digits:
+        made = digits_batches(out, seed=args.seed)
+    else:
+        made = cifar10_python_archive(Path(args.cifar10), out)
+    print(f"{made.out_dir}: batches.meta and data_batch_{made.batch_nums[0]}..{made.batch_nums[-1]} "
+          f"({made.meta.num_vis} values per image, {made.meta.num_classes} classes); "
+          f"train {made.train_batches[0]}-{made.train_batches[-1]}, test "
+          f"{made.test_batches[0]}-{made.test_batches[-1]}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="alexnet-replay",
@@ -159,6 +179,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--num-gpus", type=int, metavar="N", help="bound the gpu= keys as --num-gpus did")
     p.add_argument("--json", action="store_true", help="print one JSON object (docs/json-formats.md)")
     p.set_defaults(handler=_cmd_show_net)
+
+    p = sub.add_parser("make-batches", help="write a data folder in the release's CIFAR batch format")
+    p.add_argument("out", help="folder to write data_batch_N and batches.meta into")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--digits", action="store_true",
+                     help="scikit-learn's handwritten digits, rendered as 3x32x32 images (batches 1-5 train, 6 test)")
+    src.add_argument("--cifar10", metavar="ARCHIVE", help="the standard CIFAR-10 python archive (.tar.gz)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the digits' split")
+    p.add_argument("--force", action="store_true", help="write into a folder that is not empty")
+    p.set_defaults(handler=_cmd_make_batches)
 
     p = sub.add_parser("check-grads", help="the release's numerical gradient check (engine.md §8) in the engine")
     p.add_argument("layers", help="layer-definition file, or a bundled network")
