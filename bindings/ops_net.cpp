@@ -93,6 +93,7 @@ void register_net_ops(py::module_& m) {
           },
           py::arg("data_idx"), py::arg("values"), "Copy matrix data_idx of the minibatch, (D, N) case fastest.")
       .def_property_readonly("cases", &Net::cases)
+      .def("reseed", &Net::reseed, py::arg("seed"), "Restart the net's generator (masks, noise)")
       .def("set_progress", &Net::set_progress, py::arg("progress"), py::call_guard<py::gil_scoped_release>())
       .def(
           "forward",

@@ -130,6 +130,13 @@ def _cmd_check_grads(args: argparse.Namespace) -> int:
     return 0 if all(c.passed for c in checks) else 1
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .harness.driver import train
+
+    train(args)
+    return 0
+
+
 def _cmd_make_batches(args: argparse.Namespace) -> int:
     from .harness.make_batches import cifar10_python_archive, digits_batches
 
@@ -179,6 +186,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--num-gpus", type=int, metavar="N", help="bound the gpu= keys as --num-gpus did")
     p.add_argument("--json", action="store_true", help="print one JSON object (docs/json-formats.md)")
     p.set_defaults(handler=_cmd_show_net)
+
+    from .harness.driver import add_train_arguments
+
+    p = sub.add_parser("train", help="the 2012 driver's training loop (convnet.py's options, driver.md §C)")
+    add_train_arguments(p)
+    p.set_defaults(handler=_cmd_train)
 
     p = sub.add_parser("make-batches", help="write a data folder in the release's CIFAR batch format")
     p.add_argument("out", help="folder to write data_batch_N and batches.meta into")

@@ -161,6 +161,10 @@ class EngineNet:
     def update(self) -> None:
         self._net.update()
 
+    def reseed(self, seed: int) -> None:
+        """Restart the engine's generator of dropout masks and noise draws."""
+        self._net.reseed(int(seed) & 0xFFFFFFFFFFFFFFFF)
+
     def set_progress(self, progress: float) -> None:
         """Schedule progress p in [0, 1] for the coming steps (engine.md §4.3)."""
         self._net.set_progress(progress)

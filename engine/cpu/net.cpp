@@ -607,6 +607,8 @@ void Net::backward() {
   }
 }
 
+void Net::reseed(uint64_t seed) { impl_->rng.seed(seed); }
+
 void Net::set_progress(double progress) {
   Impl& I = *impl_;
   std::normal_distribution<double> normal(0.0, 1.0);

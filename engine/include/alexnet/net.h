@@ -97,6 +97,11 @@ class Net {
   void set_data(int data_idx, const float* values, int64_t rows, int64_t cases);
   int64_t cases() const { return cases_; }
 
+  // Restart the net's generator (dropout masks, nrelu noise, schedule noise).
+  // The harness reseeds before every batch from (seed, epoch, batch), so that a
+  // resumed run draws what the uninterrupted run drew.
+  void reseed(uint64_t seed);
+
   // The learning rates of the coming step: each matrix's schedule at progress
   // p in [0, 1] (§4.3). fc and local use them in backward, the rest in update.
   void set_progress(double progress);

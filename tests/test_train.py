@@ -1,0 +1,79 @@
+"""`alexnet-replay train`: the driver's loop, log lines, stop rule, checkpoints, exact resume."""
+
+from __future__ import annotations
+
+import argparse
+import io
+
+import numpy as np
+import pytest
+
+from alexnet_replay import networks
+from alexnet_replay.errors import ReplayError
+from alexnet_replay.harness.driver import add_train_arguments, parse_range, train
+
+DEMO_PARAMS = networks.bundled("cifar-18pct").params.read_text().replace("epsW=0.001", "epsW=0.01")
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    pytest.importorskip("sklearn", reason="scikit-learn (a test extra) renders the digits")
+    from alexnet_replay.harness.make_batches import digits_batches
+
+    folder = tmp_path_factory.mktemp("digits")
+    digits_batches(folder, seed=0)
+    params = folder / "params.cfg"
+    params.write_text(DEMO_PARAMS)
+    return folder, params
+
+
+def args_for(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def common(digits, save, *extra):
+    folder, params = digits
+    return args_for("--data-path", str(folder), "--save-path", str(save), "--train-range", "1-5",
+                    "--test-range", "6", "--layer-def", str(networks.bundled("cifar-18pct").layers),
+                    "--layer-params", str(params), "--test-freq", "5", "--mini", "128", "--seed", "3", *extra)
+
+
+def test_stop_rule_log_and_checkpoint(digits, tmp_path):
+    log = io.StringIO()
+    run, _ = train(common(digits, tmp_path, "--epochs=1"), out=log)
+    lines = log.getvalue().splitlines()
+    # all of epoch 1 and the first batch of epoch 2 (driver.md §C.4), then no save
+    trained = [l.split("...")[0] for l in lines if "..." in l]
+    assert trained == ["1.1", "1.2", "1.3", "1.4", "1.5", "2.1"]
+    assert (run.epoch, run.batchnum) == (2, 1)
+    assert any(l.startswith("Test output: logprob:") for l in lines)
+    saved = list(run.folder.glob("*.npz"))
+    assert [p.name for p in saved] == ["1.5.npz"]  # the test's checkpoint; the last batch is not saved
+    assert run.folder.name.startswith("ConvNet__")
+
+
+def test_killed_run_resumes_to_bit_identical_weights(digits, tmp_path):
+    _, whole = train(common(digits, tmp_path / "a", "--epochs=2"), out=io.StringIO())
+    first, _ = train(common(digits, tmp_path / "b", "--epochs=1"), out=io.StringIO())
+    # the first run stopped one batch into epoch 2; resume from its last checkpoint
+    _, resumed = train(args_for("-f", str(first.folder), "--epochs=2"), out=io.StringIO())
+    for name in ("conv1", "conv2", "conv3", "fc10"):
+        assert np.array_equal(whole.weights(name), resumed.weights(name)), name
+        assert np.array_equal(whole.weight_inc(name), resumed.weight_inc(name)), name
+
+
+def test_set_once_options_and_missing_options(digits, tmp_path):
+    first, _ = train(common(digits, tmp_path, "--epochs=1"), out=io.StringIO())
+    with pytest.raises(ReplayError, match="--crop-border is set once"):
+        train(args_for("-f", str(first.folder), "--crop-border=2"), out=io.StringIO())
+    with pytest.raises(ReplayError, match="missing options: --layer-def"):
+        train(args_for("--data-path", "x"), out=io.StringIO())
+
+
+def test_ranges():
+    assert parse_range("1-5", "train_range") == [1, 2, 3, 4, 5]
+    assert parse_range("6", "test_range") == [6]
+    with pytest.raises(ReplayError, match="--train-range: expected a range"):
+        parse_range("5-1", "train_range")
