@@ -130,6 +130,12 @@ def _cmd_check_grads(args: argparse.Namespace) -> int:
     return 0 if all(c.passed for c in checks) else 1
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .modernize.export import cli_export
+
+    return cli_export(args)
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from .harness.driver import train
 
@@ -192,6 +198,19 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="the 2012 driver's training loop (convnet.py's options, driver.md §C)")
     add_train_arguments(p)
     p.set_defaults(handler=_cmd_train)
+
+    p = sub.add_parser("export", help="the PyTorch port with the engine's weights as TorchScript or ONNX, checked")
+    p.add_argument("layers", help="layer-definition file, or the name of a bundled network (paper-2012, cifar-18pct)")
+    p.add_argument("params", nargs="?", help="layer-parameter file (a bundled network brings its own)")
+    p.add_argument("--weights", metavar="FILE",
+                   help="checkpoint (alexnet-replay's .npz) to take the weights from (default: fresh ones from --seed)")
+    p.add_argument("--image-size", type=_image_size, metavar="C,H,W",
+                   help="input image size (default: the size the release used for this family)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the initial weights, connection tables and the check's images (default 0)")
+    p.add_argument("--to", required=True, metavar="FILE",
+                   help="output file: .pt for TorchScript, .onnx for ONNX (checked against the engine first)")
+    p.set_defaults(handler=_cmd_export)
 
     p = sub.add_parser("make-batches", help="write a data folder in the release's CIFAR batch format")
     p.add_argument("out", help="folder to write data_batch_N and batches.meta into")

@@ -1,0 +1,360 @@
+"""Export a release network, with the engine's weights, as a TorchScript or ONNX file.
+
+>>> result = export_model("cifar-18pct", None, Path("cifar.onnx"), weights="ckpt.npz")
+>>> result.max_abs_error, result.passed           # checked against the engine's forward
+
+The exported model is the port's inference path (the test pass of engine.md §3.16:
+dropout scales by keep, no mask): it takes images (N, C, H, W) float32 and returns
+the probabilities of the network's softmax layer (N, classes). Only the layers the
+softmax depends on are in it; label inputs and cost layers are left out.
+
+The port's custom autograd Functions (max-undo pooling, the abs/brelu/drelu neurons,
+eltmax) exist for their backward only, and a traced or exported graph cannot hold
+them; :func:`inference_layer` computes the same forward values with plain
+operations (tests/test_export.py shows them bit-equal to the port's forward).
+
+Every export is checked before it is kept: the file is loaded back
+(``torch.jit.load``, or an onnxruntime session on the CPU), run on a random batch,
+and compared with the C++ engine's test-pass probabilities on the same batch within
+:data:`FORWARD_TOL`. A file that fails the check is not written; one that passes is
+written atomically (temporary file, fsync, rename), so a reader never sees part of one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import ReplayError
+from ..original.layers import Layer, Network, parse_neuron
+from . import port
+
+FORMATS = {".pt": "torchscript", ".onnx": "onnx"}
+# Probabilities in [0, 1]. The port's conv/fc sums run in another fp32 order than the
+# engine's OpenBLAS (~1e-6 relative on the logits, tests/test_port.py), softmax adds a
+# few ulp, and onnxruntime may fuse ops; 1e-5 absolute + 1e-4 relative holds all of that
+# with room and is far below any difference a wrong weight or layout would make.
+FORWARD_TOL = (1e-5, 1e-4)  # (atol, rtol): |exported - engine| <= atol + rtol * |engine|
+CHECK_CASES = 3             # odd on purpose; the export itself is traced with 2 cases
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What :func:`export_model` wrote and how its check went."""
+
+    path: Path
+    format: str                 # "torchscript" or "onnx"
+    output: str                 # the softmax layer whose probabilities the model returns
+    image: tuple[int, int, int]  # (C, H, W) of the input
+    classes: int
+    cases: int                  # size of the random batch of the check
+    max_abs_error: float        # max |exported - engine| over the batch's probabilities
+    max_rel_error: float
+    atol: float
+    rtol: float
+    passed: bool
+
+    def summary(self) -> str:
+        c, h, w = self.image
+        return (f"{self.path}: {self.format}, images (N, {c}, {h}, {w}) -> {self.output} (N, {self.classes}); "
+                f"against the engine on {self.cases} random images: max abs error {self.max_abs_error:.3g} "
+                f"(tolerance {self.atol:g} + {self.rtol:g}*|p|), {'ok' if self.passed else 'FAILED'}")
+
+
+# ---------------------------------------------------------------------------
+# Export-friendly forward (same values as the port's forward, no autograd Functions)
+
+
+def pool_forward(x: Tensor, kind: str, size: int, stride: int, start: int, outputs_x: int) -> Tensor:
+    """port.pool2d's forward values without its max-undo Function (§3.6)."""
+    if kind == "max":
+        xp = port._exact_pad(x, start, outputs_x, size, stride, float("-inf"))
+        return F.max_pool2d(xp, size, stride).clamp_min(port.MAX_START)
+    if kind == "maxabs":  # largest |x| in the window, the later element winning ties; 0 if all outside
+        xp = port._exact_pad(x, start, outputs_x, size, stride, float("nan"))
+        n, c = x.shape[:2]
+        cols = F.unfold(xp, size, stride=stride).view(n, c, size * size, -1)
+        mag = torch.nan_to_num(cols.abs(), nan=-1.0)
+        last = size * size - 1 - mag.flip(2).argmax(dim=2, keepdim=True)
+        y = cols.gather(2, last).squeeze(2)
+        return torch.nan_to_num(y, nan=0.0).view(n, c, outputs_x, outputs_x)
+    if kind == "avg":
+        # port.pool2d sums with F.avg_pool2d(divisor_override=1), which ONNX's AveragePool cannot
+        # express (the exporter drops the override and divides by size^2: found by the ONNX test).
+        # The same sums, added one window offset at a time in raster order from 0 (the engine's
+        # order, §7.2; the zero padding adds nothing), then one IEEE division by the in-image count.
+        xp = port._exact_pad(x, start, outputs_x, size, stride, 0.0)
+        span = (outputs_x - 1) * stride + 1
+        acc = torch.zeros_like(xp[..., :span:stride, :span:stride])
+        for dy in range(size):
+            for dx in range(size):
+                acc = acc + xp[..., dy:dy + span:stride, dx:dx + span:stride]
+        counts = torch.tensor(port._clipped_counts(start, outputs_x, size, stride, x.shape[-1]), dtype=x.dtype,
+                              device=x.device)
+        return acc / (counts.view(-1, 1) * counts.view(1, -1))
+    raise ReplayError(f"unknown pool '{kind}' (max, maxabs, avg)")
+
+
+def neuron_forward(kind: str, a: float, b: float, x: Tensor) -> Tensor:
+    """The port's neuron forward values; abs, brelu and drelu without their Functions (§3.11)."""
+    if kind == "abs":
+        return x.abs()
+    if kind == "brelu":
+        return torch.clamp(torch.clamp(x, min=0.0), max=a)
+    if kind == "drelu":
+        return x - a * port._drelu_tanh(x, a)
+    if kind == "nrelu":
+        raise ReplayError("nrelu draws noise in every pass, the test pass included (engine.md §3.11, §13 "
+                          "item 7): its output is random, so the model cannot be exported deterministically")
+    return port._neuron(kind, a, b, x, None)
+
+
+def eltmax_forward(xs: Sequence[Tensor]) -> Tensor:
+    """§3.14's forward: Y = max(X1, X0), then max(Y, Xi), as the port's _EltMax."""
+    y = torch.where(xs[1] > xs[0], xs[1], xs[0])
+    for x in xs[2:]:
+        y = torch.where(y > x, y, x)
+    return y
+
+
+def inference_layer(net: port.ReleaseNet, layer: Layer, xs: list[Tensor]) -> Tensor:
+    """One layer's test-pass output, (N, *layer.shape), with exportable operations only."""
+    n = xs[0].shape[0]
+    a = layer.attrs
+    if layer.type == "pool":
+        kind = "max" if a["pool"] == "rand" else a["pool"]  # rand: only with doMax (checked at build)
+        x = xs[0].reshape(n, a["channels"], a["imgSize"], a["imgSize"])
+        y = pool_forward(x, kind, a["sizeX"], a["stride"], a["start"], a["outputsX"])
+    elif layer.type == "neuron":
+        kind, numbers = parse_neuron(layer.neuron or "", lambda why: ReplayError(f"layer '{layer.name}': {why}"))
+        na, nb = (list(numbers) + [0.0, 0.0])[:2]
+        y = neuron_forward(kind, na, nb, xs[0])
+    elif layer.type == "eltmax":
+        y = eltmax_forward([x.reshape(n, -1) for x in xs])
+    else:
+        y = net.layer_forward(layer.name, xs, train=False)
+    return y.reshape(n, *layer.shape)
+
+
+def _output_layer(config: Network) -> Layer:
+    softmaxes = [l for l in config.layers.values() if l.type == "softmax"]
+    if not softmaxes:
+        raise ReplayError(f"{config.path}: the network has no softmax layer, so there are no probabilities "
+                          "to export")
+    return softmaxes[-1]
+
+
+def _needed(config: Network, output: Layer) -> list[Layer]:
+    """The layers `output` depends on, itself included, in execution order."""
+    need = {output.name}
+    for layer in reversed(list(config.layers.values())):
+        if layer.name in need:
+            need.update(layer.inputs)
+    return [l for l in config.layers.values() if l.name in need]
+
+
+class InferenceModel(nn.Module):
+    """images (N, C, H, W) float32 -> the softmax layer's probabilities (N, classes), test pass."""
+
+    def __init__(self, net: port.ReleaseNet, output: Layer | None = None) -> None:
+        super().__init__()
+        self.net = net
+        config = net.config
+        self.output = output or _output_layer(config)
+        self.layers = _needed(config, self.output)
+        data = [l for l in self.layers if l.type == "data"]
+        if len(data) != 1:
+            raise ReplayError(f"{config.path}: layer '{self.output.name}' depends on {len(data)} data layers; "
+                              "an exported model takes one input, the images")
+        self.data = data[0]
+        image = config.profile.image
+        if self.data.outputs != int(np.prod(image)):
+            raise ReplayError(f"{config.path}: data layer '{self.data.name}' has {self.data.outputs} values per "
+                              f"case, not the images' {image}")
+        self.image = tuple(int(v) for v in image)
+        self.net.eval()
+
+    def forward(self, images: Tensor) -> Tensor:
+        n = images.shape[0]
+        out = {self.data.name: images.reshape(n, *self.image)}
+        for layer in self.layers:
+            if layer.type != "data":
+                out[layer.name] = inference_layer(self.net, layer, [out[i] for i in layer.inputs])
+        return out[self.output.name].reshape(n, -1)
+
+
+# ---------------------------------------------------------------------------
+# Writing and checking
+
+
+def _format_of(to: Path) -> str:
+    fmt = FORMATS.get(to.suffix.lower())
+    if fmt is None:
+        raise ReplayError(f"{to}: unknown export format '{to.suffix or '(no suffix)'}'; name the file "
+                          "model.pt (TorchScript) or model.onnx (ONNX)")
+    return fmt
+
+
+def _onnxruntime() -> Any:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ReplayError("checking an ONNX export needs onnxruntime: pip install onnxruntime") from None
+    return onnxruntime
+
+
+def _ignore_jit_deprecation() -> None:
+    """torch 2.13 marks torch.jit.trace/save/load deprecated (in favour of torch.export); a
+    TorchScript file is still what many runtimes load, so .pt export stays, and says so here."""
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=DeprecationWarning)
+
+
+def _to_bytes(model: InferenceModel, fmt: str, example: Tensor) -> bytes:
+    """The serialised model: TorchScript (torch.jit.trace) or ONNX (torch.onnx.export, dynamic batch)."""
+    with torch.no_grad(), warnings.catch_warnings():
+        if fmt == "torchscript":
+            # The tracer warns where a size becomes a Python number: the image sizes are constants
+            # of the model (only N varies, and the check runs another N than the trace's).
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            _ignore_jit_deprecation()
+            traced = torch.jit.trace(model, (example,), check_trace=False)  # checked against the engine instead
+            buf = io.BytesIO()
+            torch.jit.save(traced, buf)
+            return buf.getvalue()
+        try:
+            import onnx  # noqa: F401  (torch.onnx's exporter needs onnx and onnxscript)
+            import onnxscript  # noqa: F401
+        except ImportError as exc:
+            raise ReplayError(f"exporting to ONNX needs the onnx and onnxscript packages ({exc.name} is missing): "
+                              "pip install onnx onnxscript onnxruntime") from None
+        batch = torch.export.Dim("batch")
+        warnings.simplefilter("ignore", FutureWarning)  # deprecations inside torch's own exporter
+        quiet = logging.getLogger("torch.onnx")  # "torchvision is not installed" notes
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
+        try:
+            program = torch.onnx.export(model, (example,), input_names=["images"], output_names=["probs"],
+                                        dynamo=True, dynamic_shapes={"images": {0: batch}}, verbose=False)
+        finally:
+            quiet.setLevel(level)
+        return program.model_proto.SerializeToString()
+
+
+def _run_exported(data: bytes, fmt: str, images: np.ndarray) -> np.ndarray:
+    """Load the serialised model back, as a user would, and run it on `images`."""
+    if fmt == "torchscript":
+        with warnings.catch_warnings():
+            _ignore_jit_deprecation()
+            loaded = torch.jit.load(io.BytesIO(data), map_location="cpu")
+        loaded.eval()
+        with torch.no_grad():
+            return loaded(torch.from_numpy(images)).numpy()
+    ort = _onnxruntime()
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    (probs,) = session.run(None, {session.get_inputs()[0].name: images})
+    return np.asarray(probs)
+
+
+def _engine_probs(engine: Any, model: InferenceModel, images: np.ndarray) -> np.ndarray:
+    """The engine's test-pass probabilities for `images` (N, C, H, W): (N, classes)."""
+    n = images.shape[0]
+    config = engine.config
+    data = []
+    for idx in range(1 + max(l.attrs["dataIdx"] for l in config.layers.values() if l.type == "data")):
+        layer = next((l for l in config.layers.values() if l.type == "data" and l.attrs["dataIdx"] == idx), None)
+        if layer is not None and layer.name == model.data.name:
+            data.append(np.ascontiguousarray(images.reshape(n, -1).T))
+        else:  # labels and other inputs the probabilities do not depend on: class 0 / zeros
+            data.append(np.zeros((layer.outputs if layer is not None else 1, n), dtype=np.float32))
+    engine.forward(data, train=False)
+    return np.ascontiguousarray(np.asarray(engine.acts(model.output.name)).T)
+
+
+def compare_probs(exported: np.ndarray, expected: np.ndarray, atol: float, rtol: float) -> dict:
+    """The comparison of the check (alexnet_replay.testing.compare; a seam for tests)."""
+    from ..testing import compare
+
+    return compare(exported, expected, atol, rtol)
+
+
+def export_model(layers: str | Path, params: str | Path | None, to: str | Path, weights: str | Path | None = None,
+                 image_size: tuple[int, int, int] | None = None, seed: int = 0) -> ExportResult:
+    """Export the network of `layers` (+ `params`) with the engine's weights to `to` (.pt or .onnx).
+
+    Weights: a fresh engine net initialised with `seed` (engine.md §4.1), or, with
+    `weights`, those of a checkpoint written by ``harness.checkpoint.save_checkpoint``.
+    Random sparse connection tables are not in a checkpoint: they come from `seed`, as
+    when the checkpoint's net was built (give the same seed). The exported file is
+    checked against the engine's forward (see the module doc) before it is written;
+    a failed check raises ReplayError and writes nothing.
+    """
+    from ..engine import load as load_engine
+    from ..harness.checkpoint import load_checkpoint
+    from ..harness.pickles import atomic_write_bytes
+
+    to = Path(to)
+    fmt = _format_of(to)
+    if fmt == "onnx":
+        _onnxruntime()  # fail before any work
+    if not to.parent.is_dir():
+        raise ReplayError(f"{to.parent}: no such folder")
+    engine = load_engine(layers, params, image_size=image_size, minibatch=CHECK_CASES, seed=seed)
+    if weights is not None:
+        load_checkpoint(weights, engine)
+    net = port.build_module(engine.config, seed=seed, init=False)
+    port.load_engine_weights(net, engine)
+    model = InferenceModel(net).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+
+    rng = np.random.default_rng(seed)
+    example = torch.from_numpy(rng.standard_normal((2, *model.image)).astype(np.float32))
+    images = rng.standard_normal((CHECK_CASES, *model.image)).astype(np.float32)
+    try:
+        data = _to_bytes(model, fmt, example)
+    except ReplayError:
+        raise
+    except Exception as exc:  # the exporter's own errors are long; keep the first line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ReplayError(f"{to}: the {fmt} export failed: {first}") from exc
+    got = _run_exported(data, fmt, images)
+    want = _engine_probs(engine, model, images)
+    atol, rtol = FORWARD_TOL
+    m = compare_probs(got, want, atol, rtol) if got.shape == want.shape else None
+    if m is None or not m["passed"]:
+        detail = (f"shape {got.shape}, the engine's {want.shape}" if m is None else
+                  f"max abs error {m['max_abs']:.3g}, max rel error {m['max_rel']:.3g}, "
+                  f"{m['tolerance_used']:.3g}x the tolerance" + ("" if m["finite"] else ", non-finite values"))
+        raise ReplayError(f"{to}: the exported model does not match the engine's forward on {CHECK_CASES} random "
+                          f"images ({detail}; tolerance {atol:g} + {rtol:g}*|p|); nothing was written")
+    atomic_write_bytes(to, lambda f: f.write(data))
+    return ExportResult(path=to, format=fmt, output=model.output.name, image=model.image,
+                        classes=int(want.shape[1]), cases=CHECK_CASES, max_abs_error=m["max_abs"],
+                        max_rel_error=m["max_rel"], atol=atol, rtol=rtol, passed=True)
+
+
+# ---------------------------------------------------------------------------
+# The `alexnet-replay export` subcommand (wired in cli.py)
+
+
+def cli_export(args: argparse.Namespace) -> int:
+    """``alexnet-replay export`` (arguments defined in alexnet_replay/cli.py, so that the
+    CLI loads torch only for the commands that use it)."""
+    result = export_model(args.layers, args.params, Path(args.to), weights=args.weights,
+                          image_size=args.image_size, seed=args.seed)
+    print(result.summary())
+    return 0 if result.passed else 1
+
+
+__all__ = ["ExportResult", "FORWARD_TOL", "InferenceModel", "export_model", "inference_layer", "pool_forward",
+           "neuron_forward", "eltmax_forward", "cli_export", "compare_probs"]
