@@ -40,50 +40,14 @@ from alexnet_replay import _core  # noqa: E402
 from alexnet_replay.engine import EngineNet  # noqa: E402
 from alexnet_replay.errors import ReplayError  # noqa: E402
 from alexnet_replay.gradcheck import _gradient_config  # noqa: E402
-from alexnet_replay.modernize import port  # noqa: E402
+from alexnet_replay.modernize import parity, port  # noqa: E402
+from alexnet_replay.modernize.parity import (TOL, backward_kind, classes_of, engine_image,  # noqa: E402,F401
+                                             forward_kind, fused_softmax, make_batch, rescale_weights)
 from alexnet_replay.original.shownet import load as load_config  # noqa: E402
 from alexnet_replay.testing import assert_close  # noqa: E402
 
 # ---------------------------------------------------------------------------
-# Tolerances, per layer class: (scale, rtol); atol = scale * max|expected|.
-EXACT = (0.0, 0.0)
-TOL = {
-    # Isolated layers, forward (the port's op on the engine's input).
-    "copy": EXACT,         # data movement and products with 0/1 or a constant: same float ops
-    "pool": EXACT,         # max/maxabs select an input; avg: raster-order sum from 0, one IEEE division
-    "blur": EXACT,         # the same taps, order and separate roundings (mul, then add) as the engine
-    "eltsum": EXACT,       # coeff*x, then additions in input order
-    "neuron": EXACT,       # relu, nrelu, brelu, abs, square, linear, ident: +, *, compare only
-    "neuron-exp": (5e-7, 2e-6),  # softrelu, drelu, logistic, tanh, sqrt: torch's exp/tanh/sigmoid/sqrt
-                                 # kernels vs std::exp and the release's formulas; a few ulp
-    "norm": (5e-7, 2e-6),  # window sums bit-equal; D^(-beta) by torch.pow vs std::pow: ulps
-    "softmax": (5e-7, 2e-6),     # exp, and torch's vectorised max/sum/normalise order
-    "gemm": (1e-5, 0.0),   # conv/local/fc: OpenBLAS sgemm vs torch's conv/matmul; different fp32
-                           # summation order and FMA use, both chosen per CPU by the libraries:
-                           # error ~ sqrt(K) ulp of the sum of |terms| (measured up to 1.7e-6)
-    "cost": (0.0, 1e-6),   # -sum log p: torch.log vs std::log per case (1 ulp), float64 sums
-    # Isolated layers, backward (engine's dY fed to the port's vjp; sums over consumers
-    # in the engine's order).
-    "grad-copy": EXACT,    # routing/scaling of dY only, one consumer
-    "grad-sum": (5e-7, 1e-6),    # several contributions added (pool windows, consumers, eltmax ties)
-                                 # in autograd's order, not the engine's
-    "grad-exp": (1e-5, 2e-6),    # neurons/softmax/norms: derivative formulas of the same math,
-                                 # different roundings (g/(2y) vs g*(1/(2y)); tanh: autograd's
-                                 # a*b*(1 - t^2) vs the release's b*(a - y^2/a), a difference of
-                                 # nearly equal numbers near saturation: error ~ ulp(a)*|dY|)
-    "grad-gemm": (1e-5, 0.0),    # dX and G of conv/local/fc: sgemm vs torch, as "gemm"
-    # End to end, from the data: errors of every layer above accumulate.
-    "e2e-forward": (1e-5, 0.0),  # the gemm error of every layer below, carried up
-    "e2e-grad": (2e-5, 0.0),     # -dE/dy, G: products of the forward's errors with the backward's
-    "e2e-rerouted": (0.1, 0.0),  # relative Frobenius error, for layers below a rerouted gate (see
-                                 # check_end_to_end): a near-tie or near-zero decided differently by
-                                 # the two forwards moves a whole gradient element; with N = 2 a few
-                                 # such elements carry a few % of the norm below them
-    "e2e-cost": (0.0, 1e-5),     # -sum log p of probabilities that carry the e2e-forward error
-    # Training: weights and increments after three steps.
-    "steps": (2e-5, 3e-7),       # atol relative to max|W - W0| (resp. max|inc|): G's error times eps;
-                                 # rtol: the last rounding of W + inc (~1 ulp of W)
-}
+# Tolerances, per layer class: one table, in alexnet_replay.modernize.parity (TOL, with reasons).
 
 
 MEASURED: dict[str, float] = {}  # kind -> largest max|error| / max|expected| seen (for the report)
@@ -218,44 +182,6 @@ def custom_config(tmp_path):
 # Helpers
 
 
-def classes_of(config) -> int:
-    return next(l.outputs for l in config.layers.values() if l.type == "softmax")
-
-
-def make_batch(config, cases: int, seed: int):
-    """Port data (images NCHW, labels (N,)) and the engine's (D, N) matrices of the same batch."""
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((cases, *config.profile.image)).astype(np.float32)
-    y = rng.integers(0, classes_of(config), cases).astype(np.float32)
-    return [torch.from_numpy(x), torch.from_numpy(y)], [np.ascontiguousarray(x.reshape(cases, -1).T), y.reshape(1, -1)]
-
-
-def rescale_weights(net: EngineNet, seed: int) -> None:
-    """Weights N(0, 1/fan-in) and biases N(0, 0.1^2): signals of order 1 in every layer,
-    so that relative errors are measured on values that matter."""
-    rng = np.random.default_rng(seed)
-    for layer in net.config.layers.values():
-        if layer.type in port.WEIGHT_TYPES:
-            for i, (rows, cols) in enumerate(layer.weights):
-                if layer.weight_sources[i] is None:
-                    fan_in = rows // (layer.attrs["modules"] if layer.type == "local" else 1)
-                    net.weights(layer.name, i)[...] = (rng.standard_normal((rows, cols)) / np.sqrt(fan_in)).astype(
-                        np.float32)
-            net.biases(layer.name)[...] = (0.1 * rng.standard_normal(layer.biases)).astype(np.float32)
-
-
-def engine_image(net: EngineNet, name: str, config) -> torch.Tensor:
-    return port.from_engine_acts(net.acts(name), config.layers[name])
-
-
-def fused_softmax(config, name: str) -> bool:
-    """§3.12: a softmax whose only consumer is a logreg (as its probabilities) gets the fused gradient."""
-    layer = config.layers[name]
-    users = [l for l in config.layers.values() if name in l.inputs]
-    return layer.type == "softmax" and len(users) == 1 and users[0].type == "cost.logreg" and \
-        users[0].inputs[1] == name
-
-
 class Run:
     """Engine (gradient configuration: eps 1, momentum 0, no decay, so increments are G)
     and port with the same weights, data, masks and noise; one forward and backward each."""
@@ -289,30 +215,6 @@ class Run:
         if layer.type == "conv":
             return self.engine.weight_grad(layer.name, i)
         return self.engine.weight_inc(layer.name, i)
-
-
-def forward_kind(layer) -> str:
-    t = layer.type
-    if t in ("conv", "local", "fc"):
-        return "gemm"
-    if t in ("rnorm", "cnorm", "cmrnorm"):
-        return "norm"
-    if t == "neuron":
-        return "neuron" if layer.neuron.split("[")[0] in ("relu", "nrelu", "brelu", "abs", "square", "linear",
-                                                         "ident") else "neuron-exp"
-    return {"pool": "pool", "blur": "blur", "eltsum": "eltsum", "softmax": "softmax"}.get(t, "copy")
-
-
-def backward_kind(layer, summed: bool) -> str:
-    t = layer.type
-    if t in ("conv", "local", "fc"):
-        return "grad-gemm"
-    if t in ("rnorm", "cnorm", "cmrnorm", "softmax", "cost.logreg", "cost.sum2") or (
-            t == "neuron" and forward_kind(layer) == "neuron-exp"):
-        return "grad-exp"
-    if summed or t in ("pool", "blur", "eltmax"):
-        return "grad-sum"
-    return "grad-copy"
 
 
 # ---------------------------------------------------------------------------
@@ -396,63 +298,8 @@ def check_isolated(run: Run) -> dict[str, int]:
 
 
 def gate_flips(run: Run) -> dict[str, np.ndarray]:
-    """Where the two forwards took a different branch of a discontinuous backward.
-
-    The backward of max pooling, eltmax, relu, nrelu, brelu and abs depends on comparisons
-    (which elements tie with the max, which outputs are > 0). Two forwards that differ by a
-    few ulp can decide a near-tie or a near-zero differently, and then a whole gradient
-    element goes elsewhere. Returns, per input layer, the positions (engine layout) whose
-    received gradient such a flip changes; empty when the forwards branch alike.
-    """
-    cfg, eng, out = run.config, run.engine, run.out
-    flips: dict[str, np.ndarray] = {}
-
-    def mark(name: str, where: torch.Tensor) -> None:
-        w = port.to_engine_acts(where.reshape(run.cases, -1).float()).numpy() > 0
-        flips[name] = flips.get(name, np.zeros_like(w)) | w
-
-    for layer in run.layers("pool", "eltmax", "neuron"):
-        ye, yp = engine_image(eng, layer.name, cfg), out[layer.name].detach()
-        xes = [engine_image(eng, i, cfg) for i in layer.inputs]
-        xps = [out[i].detach() for i in layer.inputs]
-        if layer.type == "pool" and layer.attrs["pool"] != "avg":
-            a = layer.attrs
-            c, side = a["channels"], a["imgSize"]
-
-            def ties(x, y):
-                xp = port._exact_pad(x.reshape(run.cases, c, side, side), a["start"], a["outputsX"], a["sizeX"],
-                                     a["stride"], float("nan"))
-                cols = torch.nn.functional.unfold(xp, a["sizeX"], stride=a["stride"])
-                return cols.view(run.cases, c, a["sizeX"] ** 2, -1) == y.reshape(run.cases, c, 1, -1)
-
-            te, tp = ties(xes[0], ye), ties(xps[0], yp)
-            windows = (te != tp).any(2, keepdim=True).expand_as(te).float().reshape(run.cases, -1, te.shape[-1])
-            size = port._exact_pad(xes[0].reshape(run.cases, c, side, side), a["start"], a["outputsX"],
-                                   a["sizeX"], a["stride"], 0.0).shape[-1]
-            hit = torch.nn.functional.fold(windows, (size, size), a["sizeX"], stride=a["stride"]) > 0
-            if hit.any():  # back to the input's geometry: undo _exact_pad's shift and crop
-                orig = torch.zeros(run.cases, c, side, side, dtype=torch.bool)
-                shift = min(a["start"], 0)  # padded index q is image index q + shift (+ start if > 0)
-                first = max(a["start"], 0)
-                for q in range(size):
-                    for r in range(size):
-                        y, x = q + shift + first, r + shift + first
-                        if 0 <= y < side and 0 <= x < side:
-                            orig[..., y, x] = hit[..., q, r]
-                mark(layer.inputs[0], orig)
-        elif layer.type == "eltmax":
-            for i, (xe, xp) in enumerate(zip(xes, xps)):
-                mark(layer.inputs[i], (xe.reshape(ye.shape) == ye) != (xp.reshape(yp.shape) == yp))
-        elif layer.type == "neuron":
-            kind = layer.neuron.split("[")[0]
-            if kind in ("relu", "nrelu"):
-                mark(layer.inputs[0], ((ye > 0) != (yp > 0)).reshape(xes[0].shape))
-            elif kind == "brelu":
-                a = float(layer.neuron.split("[")[1].rstrip("]"))
-                mark(layer.inputs[0], (((ye > 0) & (ye < a)) != ((yp > 0) & (yp < a))).reshape(xes[0].shape))
-            elif kind == "abs":
-                mark(layer.inputs[0], (xes[0] > 0) != (xps[0] > 0))
-    return {k: v for k, v in flips.items() if v.any()}
+    """Where the two forwards took a different branch of a discontinuous backward (parity.gate_flips)."""
+    return parity.gate_flips(run.config, run.engine, run.out, run.cases)
 
 
 def check_end_to_end(run: Run) -> dict[str, int]:

@@ -130,6 +130,12 @@ def _cmd_check_grads(args: argparse.Namespace) -> int:
     return 0 if all(c.passed for c in checks) else 1
 
 
+def _cmd_parity(args: argparse.Namespace) -> int:
+    from .modernize.parity import cli_parity
+
+    return cli_parity(args)
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from .modernize.export import cli_export
 
@@ -198,6 +204,20 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="the 2012 driver's training loop (convnet.py's options, driver.md §C)")
     add_train_arguments(p)
     p.set_defaults(handler=_cmd_train)
+
+    p = sub.add_parser("parity", help="the engine against the PyTorch port, layer by layer, with a report")
+    p.add_argument("layers", help="layer-definition file, or a bundled network name (cifar-18pct, paper-2012)")
+    p.add_argument("params", nargs="?", default=None, help="layer-parameter file (bundled names bring theirs)")
+    p.add_argument("--image-size", type=_image_size, default=None, metavar="C,H,W", help="input size")
+    p.add_argument("--minibatch", type=int, default=4, help="cases per minibatch (default 4)")
+    p.add_argument("--steps", type=int, default=3, help="training steps compared (default 3)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where the port runs (cuda: TF32 off; an error if no GPU)")
+    p.add_argument("--seed", type=int, default=0, help="seed of weights, data and masks")
+    p.add_argument("--lenient", action="store_true", help="read files the release itself rejected")
+    p.add_argument("--report", default=None, metavar="DIR", help="write report.json, report.md, report.html here")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(handler=_cmd_parity)
 
     p = sub.add_parser("export", help="the PyTorch port with the engine's weights as TorchScript or ONNX, checked")
     p.add_argument("layers", help="layer-definition file, or the name of a bundled network (paper-2012, cifar-18pct)")

@@ -1,0 +1,283 @@
+"""The parity suite (alexnet_replay.modernize.parity): engine vs port, layer by layer.
+
+Checks that the report passes where it should (the bundled CIFAR net, every CIFAR-size
+definition file of the release; the ImageNet-size ones with ALEXNET_SLOW=1), that a
+deliberate error in one layer of the port fails and is named as the first divergence,
+and that the report files and the CLI say so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from alexnet_replay.errors import ReplayError  # noqa: E402
+from alexnet_replay.modernize import parity  # noqa: E402
+from alexnet_replay.original.shownet import load as load_config  # noqa: E402
+
+SLOW = os.environ.get("ALEXNET_SLOW") == "1"
+MAX_PARAMETERS = 3_000_000  # larger nets (layers-example.cfg: 88M, mostly one fc) only with ALEXNET_SLOW=1
+
+# A small net with a cmrnorm whose minDiv (2) matters, between a conv and a pool.
+SMALL_LAYERS = """[data]
+type=data
+dataIdx=0
+
+[labels]
+type=data
+dataIdx=1
+
+[conv1]
+type=conv
+inputs=data
+channels=3
+filters=16
+filterSize=3
+padding=1
+stride=1
+initW=0.1
+partialSum=1
+neuron=relu
+gpu=0
+
+[rnorm1]
+type=cmrnorm
+inputs=conv1
+channels=16
+size=5
+
+[pool1]
+type=pool
+pool=max
+inputs=rnorm1
+channels=16
+sizeX=3
+stride=2
+
+[fc10]
+type=fc
+inputs=pool1
+outputs=10
+initW=0.05
+
+[probs]
+type=softmax
+inputs=fc10
+
+[logprob]
+type=cost.logreg
+inputs=labels,probs
+gpu=0
+"""
+SMALL_PARAMS = """[conv1]
+epsW=0.01
+epsB=0.02
+momW=0.9
+momB=0.9
+wc=0.004
+
+[fc10]
+epsW=0.01
+epsB=0.02
+momW=0.9
+momB=0.9
+wc=0.01
+
+[rnorm1]
+scale=0.5
+pow=0.75
+minDiv=2
+
+[logprob]
+coeff=1
+"""
+
+
+SMALL_IMAGE = (3, 13, 13)
+
+
+@pytest.fixture
+def small_net(tmp_path):
+    (tmp_path / "small.layers.cfg").write_text(SMALL_LAYERS)
+    (tmp_path / "small.params.cfg").write_text(SMALL_PARAMS)
+    return tmp_path / "small.layers.cfg", tmp_path / "small.params.cfg"
+
+
+def test_cifar_net_passes_and_writes_the_three_reports(tmp_path):
+    report = parity.run_parity("cifar-18pct", None, minibatch=3, steps=3, seed=1)
+    assert report.passed, parity.summary_text(report)
+    assert report.first_divergence is None
+    # Every layer compared forward; bit-exact classes really were checked with 0 tolerance.
+    forward = {m.layer for m in report.metrics if m.quantity == "forward"}
+    assert forward == set(report.layers) - {"data", "labels"}
+    pools = [m for m in report.metrics if m.quantity == "forward" and m.kind == "pool"]
+    assert pools and all(m.atol == 0 and m.rtol == 0 and m.max_abs == 0 for m in pools)
+    assert {m.quantity for m in report.metrics if m.layer == "conv1"} >= {
+        "forward", "backward", "weight_grad[0]", "bias_grad", "forward_e2e", "step3:weights[0]", "step3:biases"}
+    paths = parity.write_report(report, tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["report.html", "report.json", "report.md"]
+    data = json.loads(paths["json"].read_text())
+    assert data["format"] == parity.FORMAT and data["passed"] is True and data["first_divergence"] is None
+    assert len(data["metrics"]) == len(report.metrics)
+    assert data == json.loads(json.dumps(report.to_dict()))
+    page = paths["html"].read_text()
+    assert page.count("data:image/png;base64,") == 2 + 3  # forward, backward, step1..3
+    assert "<table id='metrics'>" in page and "class='pass'" in page and "class='fail'" not in page
+    assert "<link" not in page and "<script" not in page  # self-contained
+    assert "| conv1 | forward | gemm |" in paths["md"].read_text()
+
+
+@pytest.mark.parametrize("fault,layer", [("minDiv:rnorm1", "rnorm1"), ("scale:conv1", "conv1"),
+                                         ("scale:fc10", "fc10")])
+def test_a_fault_in_one_layer_is_caught_and_named(small_net, tmp_path, fault, layer):
+    layers, params = small_net
+    clean = parity.run_parity(layers, params, image_size=SMALL_IMAGE, minibatch=3, steps=2, seed=2)
+    assert clean.passed, parity.summary_text(clean)
+    report = parity.run_parity(layers, params, image_size=SMALL_IMAGE, minibatch=3, steps=2, seed=2, fault=fault)
+    assert not report.passed
+    first = report.first_divergence
+    assert (first.layer, first.quantity) == (layer, "forward")
+    # Isolated forward comparisons fail at the faulty layer only.
+    assert [m.layer for m in report.failures() if m.quantity == "forward"] == [layer]
+    paths = parity.write_report(report, tmp_path)
+    assert json.loads(paths["json"].read_text())["first_divergence"] == {"layer": layer, "quantity": "forward"}
+    assert "class='fail'" in paths["html"].read_text()
+    assert f"first diverging layer: {layer} (forward" in parity.summary_text(report)
+
+
+def test_fault_errors_are_named(small_net):
+    layers, params = small_net
+    with pytest.raises(ReplayError, match="KIND:LAYER"):
+        parity.run_parity(layers, params, image_size=SMALL_IMAGE, fault="bogus:conv1", steps=0)
+    with pytest.raises(ReplayError, match="no layer 'nope'"):
+        parity.run_parity(layers, params, image_size=SMALL_IMAGE, fault="minDiv:nope", steps=0)
+    with pytest.raises(ReplayError, match="not a norm layer"):
+        parity.run_parity(layers, params, image_size=SMALL_IMAGE, fault="minDiv:conv1", steps=0)
+
+
+def test_cuda_is_never_a_silent_cpu_fallback(small_net):
+    layers, params = small_net
+    if torch.cuda.is_available():
+        report = parity.run_parity(layers, params, image_size=SMALL_IMAGE, minibatch=3, steps=1, device="cuda")
+        assert report.device.startswith("cuda")
+        assert report.passed, parity.summary_text(report)
+    else:
+        with pytest.raises(ReplayError, match="CUDA requested but not available: "):
+            parity.run_parity(layers, params, image_size=SMALL_IMAGE, device="cuda")
+
+
+def _cli(argv):
+    from alexnet_replay.cli import _parser
+
+    return _parser().parse_args(["parity", *argv])
+
+
+def test_cli(small_net, tmp_path, capsys):
+    layers, params = small_net
+    args = _cli([str(layers), str(params), "--image-size", "3,13,13", "--minibatch", "3", "--steps", "1",
+                 "--report", str(tmp_path / "r")])
+    assert args.image_size == SMALL_IMAGE and args.device == "cpu" and args.json is False and args.seed == 0
+    assert parity.cli_parity(args) == 0
+    out = capsys.readouterr().out
+    assert "all within tolerance" in out and "rnorm1" in out
+    assert (tmp_path / "r" / "report.html").is_file()
+    args = _cli([str(layers), str(params), "--minibatch", "2", "--steps", "0", "--json", "--image-size", "3,9,9"])
+    assert args.image_size == (3, 9, 9)
+    assert parity.cli_parity(args) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["passed"] is True and data["image_size"] == [3, 9, 9] and data["steps"] == 0
+    with pytest.raises(SystemExit):
+        _cli([str(layers), "--image-size", "3,9"])
+
+
+def test_cli_exit_code_is_1_on_divergence(small_net, monkeypatch, capsys):
+    layers, params = small_net
+    real = parity.run_parity
+    monkeypatch.setattr(parity, "run_parity", lambda *a, **k: real(*a, **{**k, "fault": "minDiv:rnorm1"}))
+    args = _cli([str(layers), str(params), "--image-size", "3,13,13", "--minibatch", "2", "--steps", "0"])
+    assert parity.cli_parity(args) == 1
+    assert "first diverging layer: rnorm1" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------
+# Every definition file of the release
+
+
+def _release_dir() -> Path | None:  # as conftest.release_dir (tests cannot import each other)
+    env = os.environ.get("ALEXNET_RELEASE_DIR")
+    path = Path(env) if env else Path(__file__).resolve().parent.parent.parent / "shared" / "release"
+    return path if path.is_dir() else None
+
+
+def _definition_files() -> list[str]:
+    root = _release_dir()
+    if root is None:
+        return ["(no release)"]
+    from alexnet_replay.original.notes import release_files
+
+    return release_files(root)[1]
+
+
+SKIPPED: dict[str, str] = {}
+
+
+@pytest.fixture(scope="module")
+def pairing(release):
+    """{definition file: (params file, lenient, image)} from the catalog: the first pairing
+    the reader accepts (strictly if it can), at the first input size of its family."""
+    from alexnet_replay.original.catalog import build_catalog
+
+    found: dict[str, tuple[str, bool, tuple[int, ...]]] = {}
+    for f in build_catalog(release)["files"]:
+        if f["kind"] != "params":
+            continue
+        for check in f["checks"]:
+            if check["definition"] in found or not (check["strict_ok"] or check["lenient_ok"]):
+                continue
+            found[check["definition"]] = (f["path"], not check["strict_ok"], tuple(check["image_size"]))
+    return found
+
+
+# Divergences the suite found in the port (modernize/port.py), kept visible: strict xfail,
+# so the test fails again once the port is fixed and the entry must go.
+KNOWN = {
+    "example-layers/layers.gc.cfg": "port defect: at step 2 a softmax probability underflows to 0 (cost inf on "
+                                    "both sides); the engine's fused logreg+softmax gradient (onehot - p) stays "
+                                    "finite, the port's autograd of -log p gives NaN in every weight",
+}
+
+
+@pytest.mark.parametrize("definition", _definition_files())
+def test_release_definition_file(release, pairing, definition, request):
+    if definition in KNOWN:
+        request.applymarker(pytest.mark.xfail(reason=KNOWN[definition], strict=True))
+    if definition not in pairing:
+        SKIPPED[definition] = "no parameter file of the release pairs with it and is accepted"
+        pytest.skip(SKIPPED[definition])
+    params, lenient, image = pairing[definition]
+    if image[1] > 64 and not SLOW:
+        SKIPPED[definition] = f"{'x'.join(map(str, image))} input: set ALEXNET_SLOW=1"
+        pytest.skip(SKIPPED[definition])
+    config, _ = load_config(release / definition, release / params, image_size=image, lenient=lenient)
+    if config.parameters > MAX_PARAMETERS and not SLOW:
+        SKIPPED[definition] = f"{config.parameters:,} parameters: set ALEXNET_SLOW=1"
+        pytest.skip(SKIPPED[definition])
+    try:
+        report = parity.run_parity(config, minibatch=2, steps=3, seed=3)
+    except ReplayError as exc:  # a layer type or option the engine/port lacks
+        SKIPPED[definition] = f"not supported: {exc}"
+        pytest.skip(SKIPPED[definition])
+    assert report.passed, parity.summary_text(report)
+
+
+def test_zz_list_skipped_release_files(capsys):
+    """Not a check: prints the release files skipped above and why."""
+    with capsys.disabled():
+        print(f"\nparity: {len(SKIPPED)} release definition file(s) skipped")
+        for name, why in sorted(SKIPPED.items()):
+            print(f"  {name}: {why}")
