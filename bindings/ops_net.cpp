@@ -5,6 +5,7 @@
 #include <pybind11/stl.h>
 
 #include <string>
+#include <tuple>
 
 #include "alexnet/cpu/schedule.h"
 #include "alexnet/net.h"
@@ -14,13 +15,12 @@ namespace alexnet::bind {
 
 namespace {
 
-py::array view_of(Net& net, const Net::Buffer& b, py::handle owner) {
+py::array view_of(const Net::Buffer& b, py::handle owner) {
   if (b.data == nullptr) return py::array_t<float>(std::vector<py::ssize_t>{0, 0});
   const py::ssize_t f = sizeof(float);
   std::vector<py::ssize_t> shape{b.rows, b.cols};
   std::vector<py::ssize_t> strides = b.fortran ? std::vector<py::ssize_t>{f, b.rows * f}
                                                : std::vector<py::ssize_t>{b.cols * f, f};
-  (void)net;
   return py::array(py::dtype::of<float>(), shape, strides, b.data, owner);
 }
 
@@ -80,7 +80,8 @@ void register_net_ops(py::module_& m) {
   SPEC_FIELD(coeffs); SPEC_FIELD(coeff); SPEC_FIELD(topk);
 #undef SPEC_FIELD
 
-  py::class_<Net>(m, "Net", "A network in the C++ engine: one minibatch forward, backward and update per call")
+  py::class_<Net> net_class(m, "Net", "A network in the C++ engine: one minibatch forward, backward and update per call");
+  net_class
       .def(py::init<std::vector<LayerSpec>, int64_t, uint64_t>(), py::arg("specs"), py::arg("max_cases"),
            py::arg("seed"))
       .def(
@@ -118,47 +119,41 @@ void register_net_ops(py::module_& m) {
                                std::vector<std::string> names;
                                for (int i = 0; i < net.num_layers(); ++i) names.push_back(net.spec(i).name);
                                return names;
-                             })
-      .def("acts", [](py::object self, const std::string& name) {
-        Net& net = self.cast<Net&>();
-        return view_of(net, net.acts(index_of(net, name)), self);
-      }, py::arg("name"), "The layer's output (D, N), a view")
-      .def("acts_grad", [](py::object self, const std::string& name) {
-        Net& net = self.cast<Net&>();
-        return view_of(net, net.acts_grad(index_of(net, name)), self);
-      }, py::arg("name"), "-dE/d(output) the layer received (D, N), a view")
-      .def("weights", [](py::object self, const std::string& name, int i) {
-        Net& net = self.cast<Net&>();
-        return view_of(net, net.weights(index_of(net, name), i), self);
-      }, py::arg("name"), py::arg("input") = 0, "Weight matrix of input i in the release's layout, a view")
-      .def("weight_inc", [](py::object self, const std::string& name, int i) {
-        Net& net = self.cast<Net&>();
-        return view_of(net, net.weight_inc(index_of(net, name), i), self);
-      }, py::arg("name"), py::arg("input") = 0)
-      .def("weight_grad", [](py::object self, const std::string& name, int i) {
-        Net& net = self.cast<Net&>();
-        return view_of(net, net.weight_grad(index_of(net, name), i), self);
-      }, py::arg("name"), py::arg("input") = 0, "conv: G of the last backward; fc/local fold it into weight_inc")
-      .def("biases", [](py::object self, const std::string& name) {
-        Net& net = self.cast<Net&>();
-        return view_of(net, net.biases(index_of(net, name)), self);
-      }, py::arg("name"))
-      .def("bias_inc", [](py::object self, const std::string& name) {
-        Net& net = self.cast<Net&>();
-        return view_of(net, net.bias_inc(index_of(net, name)), self);
-      }, py::arg("name"))
-      .def("bias_grad", [](py::object self, const std::string& name) {
-        Net& net = self.cast<Net&>();
-        return view_of(net, net.bias_grad(index_of(net, name)), self);
-      }, py::arg("name"))
-      .def("mask", [](py::object self, const std::string& name) {
-        Net& net = self.cast<Net&>();
-        return view_of(net, net.mask(index_of(net, name)), self);
-      }, py::arg("name"), "hs layers: the dropout mask (D, max_cases); write it with inject_masks=True")
-      .def("noise", [](py::object self, const std::string& name) {
-        Net& net = self.cast<Net&>();
-        return view_of(net, net.noise(index_of(net, name)), self);
-      }, py::arg("name"), "nrelu layers: the N(0,1) noise (D, max_cases); write it with inject_masks=True");
+                             });
+
+  // Views of the net's arrays, by layer name (and input index for weight matrices).
+  using LayerBuffer = Net::Buffer (Net::*)(int);
+  using InputBuffer = Net::Buffer (Net::*)(int, int);
+  const std::tuple<const char*, LayerBuffer, const char*> per_layer[] = {
+      {"acts", &Net::acts, "The layer's output (D, N), a view"},
+      {"acts_grad", &Net::acts_grad, "-dE/d(output) the layer received (D, N), a view"},
+      {"biases", &Net::biases, "Biases in the release's layout, a view"},
+      {"bias_inc", &Net::bias_inc, "Bias increments (momentum buffer), a view"},
+      {"bias_grad", &Net::bias_grad, "Bias gradient of the last backward, a view"},
+      {"mask", &Net::mask, "hs layers: the dropout mask (D, max_cases); write it with inject_masks=True"},
+      {"noise", &Net::noise, "nrelu layers: the N(0,1) noise (D, max_cases); write it with inject_masks=True"},
+  };
+  for (const auto& [name, fn, doc] : per_layer)
+    net_class.def(
+        name,
+        [fn = fn](py::object self, const std::string& layer) {
+          Net& net = self.cast<Net&>();
+          return view_of((net.*fn)(index_of(net, layer)), self);
+        },
+        py::arg("name"), doc);
+  const std::tuple<const char*, InputBuffer, const char*> per_input[] = {
+      {"weights", &Net::weights, "Weight matrix of input i in the release's layout, a view"},
+      {"weight_inc", &Net::weight_inc, "Weight increments (momentum buffer) of input i, a view"},
+      {"weight_grad", &Net::weight_grad, "conv: G of the last backward; fc/local fold it into weight_inc"},
+  };
+  for (const auto& [name, fn, doc] : per_input)
+    net_class.def(
+        name,
+        [fn = fn](py::object self, const std::string& layer, int input) {
+          Net& net = self.cast<Net&>();
+          return view_of((net.*fn)(index_of(net, layer), input), self);
+        },
+        py::arg("name"), py::arg("input") = 0, doc);
 }
 
 }  // namespace alexnet::bind
