@@ -15,6 +15,7 @@ void register_norm_ops(py::module_& m);
 void register_neuron_ops(py::module_& m);
 void register_fc_ops(py::module_& m);
 void register_net_ops(py::module_& m);
+void register_compare_ops(py::module_& m);
 }  // namespace alexnet::bind
 
 PYBIND11_MODULE(_core, m) {
@@ -25,6 +26,7 @@ PYBIND11_MODULE(_core, m) {
   alexnet::bind::register_neuron_ops(m);
   alexnet::bind::register_fc_ops(m);
   alexnet::bind::register_net_ops(m);
+  alexnet::bind::register_compare_ops(m);
 
   m.def(
       "build_info",

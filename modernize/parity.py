@@ -43,6 +43,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from .. import _core
 from ..engine import EngineNet
 from ..errors import ReplayError
 from ..gradcheck import _gradient_config
@@ -153,18 +154,26 @@ def make_batch(config, cases: int, seed: int):
     return [torch.from_numpy(x), torch.from_numpy(y)], [np.ascontiguousarray(x.reshape(cases, -1).T), y.reshape(1, -1)]
 
 
-def rescale_weights(net: EngineNet, seed: int) -> None:
+def rescale_weights(net: EngineNet, seed: int, cache: dict | None = None) -> None:
     """Weights N(0, 1/fan-in) and biases N(0, 0.1^2): signals of order 1 in every layer,
-    so that relative errors are measured on values that matter."""
+    so that relative errors are measured on values that matter. `cache` (a dict) keeps
+    the draws, so a second net with the same seed is filled by copying."""
+    def draw(key, shape, divisor: float = 1.0, factor: float = 1.0) -> np.ndarray:
+        if cache is not None and (seed, key) in cache:
+            return cache[(seed, key)]
+        a = (factor * rng.standard_normal(shape) / divisor).astype(np.float32)
+        if cache is not None:
+            cache[(seed, key)] = a
+        return a
+
     rng = np.random.default_rng(seed)
     for layer in net.config.layers.values():
         if layer.type in port.WEIGHT_TYPES:
             for i, (rows, cols) in enumerate(layer.weights):
                 if layer.weight_sources[i] is None:
                     fan_in = rows // (layer.attrs["modules"] if layer.type == "local" else 1)
-                    net.weights(layer.name, i)[...] = (rng.standard_normal((rows, cols)) / np.sqrt(fan_in)).astype(
-                        np.float32)
-            net.biases(layer.name)[...] = (0.1 * rng.standard_normal(layer.biases)).astype(np.float32)
+                    net.weights(layer.name, i)[...] = draw((layer.name, i), (rows, cols), divisor=np.sqrt(fan_in))
+            net.biases(layer.name)[...] = draw((layer.name, "bias"), layer.biases, factor=0.1)
 
 
 def engine_image(net: EngineNet, name: str, config) -> torch.Tensor:
@@ -260,10 +269,61 @@ def _numpy(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
+def _flat32(x, order: str) -> np.ndarray | None:
+    """x as a 1-d float32 array in `order` ("C" or "F"), a view where the layout allows;
+    None when x is not float32 (then the float64 numpy path measures it)."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x)
+    return np.ravel(x, order=order) if x.dtype == np.float32 else None
+
+
+def _stats(actual, expected, scale_of, mask, scale: float, rtol: float) -> dict | None:
+    """The engine's one-pass metrics (_core.compare_arrays), or None when an input is not float32.
+    Both arrays are flattened in the expected array's memory order, so that a Fortran-order
+    fc weight view is read in place."""
+    e_arr = expected.detach().cpu().numpy() if isinstance(expected, torch.Tensor) else np.asarray(expected)
+    order = "F" if e_arr.flags.f_contiguous and not e_arr.flags.c_contiguous else "C"
+    a, e = _flat32(actual, order), _flat32(e_arr, order)
+    s = None if scale_of is None else _flat32(scale_of, order)
+    if a is None or e is None or (scale_of is not None and s is None) or a.size != e.size:
+        return None
+    m = None if mask is None else np.ascontiguousarray(np.ravel(np.asarray(mask, dtype=bool), order=order))
+    return _core.compare_arrays(a, e, s, m, scale, rtol, REL_FLOOR)
+
+
+def _cosine(dot: float, na: float, ne: float) -> float:
+    return dot / (na * ne) if na > 0 and ne > 0 else (1.0 if na == ne else 0.0)
+
+
 def measure(actual, expected, kind: str, layer: str, quantity: str, tol: dict[str, tuple[float, float]],
             scale_of=None, mask=None) -> Metric:
     """Compare with the table's tolerance; atol is relative to max|scale_of| (default: expected).
-    `mask` (bool, expected's shape): positions left out (taken from expected)."""
+    `mask` (bool, expected's shape): positions left out (taken from expected).
+
+    float32 inputs go through the engine's one-pass metric (exact differences in float64,
+    sums in a fixed order); anything else through :func:`measure_numpy`, the reference
+    that tests/test_parity.py holds it to."""
+    scale, rtol = tol[kind]
+    r = _stats(actual, expected, scale_of, mask, scale, rtol)
+    if r is None:
+        return measure_numpy(actual, expected, kind, layer, quantity, tol, scale_of, mask)
+    n = int(np.size(expected))
+    if r["nonfinite_actual"] or r["nonfinite_expected"]:
+        return _nonfinite(layer, quantity, kind, rtol, n, r["nonfinite_actual"], r["nonfinite_expected"])
+    na, ne = np.sqrt(r["norm2_actual"]), np.sqrt(r["norm2_expected"])
+    return Metric(layer, quantity, kind, r["max_abs_diff"], r["max_rel"], float(_cosine(r["dot"], na, ne)),
+                  r["max_abs_expected"], r["atol"], rtol, r["tolerance_used"], r["over"] == 0, n)
+
+
+def _nonfinite(layer, quantity, kind, rtol, n, bad_a, bad_e) -> Metric:  # a failure, whatever the tolerance
+    return Metric(layer, quantity, kind, float("inf"), float("inf"), float("nan"), float("nan"), float("nan"),
+                  rtol, float("inf"), False, n, note=f"non-finite values: port {bad_a}, engine {bad_e}")
+
+
+def measure_numpy(actual, expected, kind: str, layer: str, quantity: str, tol: dict[str, tuple[float, float]],
+                  scale_of=None, mask=None) -> Metric:
+    """:func:`measure` in plain float64 numpy, element by element as docs/parity.md states it."""
     a, e = _numpy(actual), _numpy(expected)
     if mask is not None:
         a = np.where(mask, e, a)
@@ -271,35 +331,40 @@ def measure(actual, expected, kind: str, layer: str, quantity: str, tol: dict[st
     scale, rtol = tol[kind]
     top = float(ref.max()) if ref.size else 0.0
     atol = scale * top
-    if not (np.isfinite(a).all() and np.isfinite(e).all()):  # a failure, whatever the tolerance
-        return Metric(layer, quantity, kind, float("inf"), float("inf"), float("nan"), top, atol, rtol,
-                      float("inf"), False, int(e.size), note=f"non-finite values: port {int((~np.isfinite(a)).sum())}, "
-                      f"engine {int((~np.isfinite(e)).sum())}")
+    if not (np.isfinite(a).all() and np.isfinite(e).all()):
+        return _nonfinite(layer, quantity, kind, rtol, int(e.size), int((~np.isfinite(a)).sum()),
+                          int((~np.isfinite(e)).sum()))
     m = compare(a, e, atol=atol, rtol=rtol)
     diff = np.abs(a - e)
     big = np.abs(e) >= REL_FLOOR * float(np.abs(e).max()) if e.size else np.zeros(0, bool)
     big &= np.abs(e) > 0
     max_rel = float((diff[big] / np.abs(e[big])).max()) if big.any() else (0.0 if not diff.any() else float("inf"))
     na, ne = float(np.linalg.norm(a)), float(np.linalg.norm(e))
-    cosine = float(np.vdot(a.ravel(), e.ravel()) / (na * ne)) if na > 0 and ne > 0 else (1.0 if na == ne else 0.0)
-    if not np.isfinite(diff).all():
-        max_rel = float("inf")
+    cosine = _cosine(float(np.vdot(a.ravel(), e.ravel())), na, ne)
     return Metric(layer, quantity, kind, m["max_abs"], max_rel, cosine, float(np.abs(e).max()) if e.size else 0.0,
                   atol, rtol, m["tolerance_used"], bool(m["passed"]), int(e.size))
 
 
 def measure_rerouted(actual, expected, layer: str, quantity: str, tol) -> Metric:
     """Below a flipped gate: relative Frobenius error against TOL["e2e-rerouted"]."""
-    a, e = _numpy(actual), _numpy(expected)
-    base = compare(a, e)
-    ne = float(np.linalg.norm(e))
-    rel = float(np.linalg.norm(a - e) / ne) if ne > 0 else float(np.linalg.norm(a))
     limit = tol["e2e-rerouted"][0]
-    finite = base["finite"]
-    na = float(np.linalg.norm(a))
-    cosine = float(np.vdot(a.ravel(), e.ravel()) / (na * ne)) if na > 0 and ne > 0 else 1.0
-    return Metric(layer, quantity, "e2e-rerouted", base["max_abs"], rel, cosine, float(np.abs(e).max()),
-                  limit, 0.0, rel / limit if limit else float("inf"), finite and rel <= limit, int(e.size),
+    r = _stats(actual, expected, None, None, 0.0, 0.0)
+    if r is None:  # not float32: the same numbers in float64 numpy
+        a, e = _numpy(actual), _numpy(expected)
+        d = a - e
+        r = {"nonfinite_actual": int((~np.isfinite(a)).sum()), "nonfinite_expected": int((~np.isfinite(e)).sum()),
+             "max_abs_diff": float(np.abs(d).max()) if d.size else 0.0,
+             "max_abs_expected": float(np.abs(e).max()) if e.size else 0.0, "dot": float(np.vdot(a, e)),
+             "norm2_actual": float(np.vdot(a, a)), "norm2_expected": float(np.vdot(e, e)),
+             "norm2_diff": float(np.vdot(d, d))}
+    n = int(np.size(expected))
+    if r["nonfinite_actual"] or r["nonfinite_expected"]:
+        return _nonfinite(layer, quantity, "e2e-rerouted", 0.0, n, r["nonfinite_actual"], r["nonfinite_expected"])
+    na, ne, nd = np.sqrt(r["norm2_actual"]), np.sqrt(r["norm2_expected"]), np.sqrt(r["norm2_diff"])
+    rel = float(nd / ne) if ne > 0 else float(na)
+    cosine = float(r["dot"] / (na * ne)) if na > 0 and ne > 0 else 1.0
+    return Metric(layer, quantity, "e2e-rerouted", r["max_abs_diff"], rel, cosine, r["max_abs_expected"],
+                  limit, 0.0, rel / limit if limit else float("inf"), rel <= limit, n,
                   note="below a flipped gate: max_rel is the relative Frobenius error")
 
 
@@ -503,10 +568,11 @@ def run_parity(layers, params=None, image_size=None, minibatch: int = 4, steps: 
     torch.use_deterministic_algorithms(True)
     torch.set_default_dtype(torch.float32)
     try:
+        drawn: dict | None = {} if rescale else None  # the rescaled weights, drawn once for both nets
         with torch.random.fork_rng(devices=[]):
-            _gradients(report, config, minibatch, seed, dev, parsed_fault, tol, rescale)
+            _gradients(report, config, minibatch, seed, dev, parsed_fault, tol, drawn)
             if steps:
-                _training(report, config, minibatch, seed, steps, dev, parsed_fault, tol, rescale)
+                _training(report, config, minibatch, seed, steps, dev, parsed_fault, tol, drawn)
     finally:
         torch.use_deterministic_algorithms(saved[0])
         torch.set_default_dtype(saved[1])
@@ -536,11 +602,74 @@ def _engine_weight_grad(engine: EngineNet, layer, i: int) -> np.ndarray:
     return engine.weight_grad(layer.name, i) if layer.type == "conv" else engine.weight_inc(layer.name, i)
 
 
+def isolated_backward(cfg: Network, engine: EngineNet, mod, out: dict, masks: dict, noise: dict, cases: int,
+                      tol: dict[str, tuple[float, float]], dev=torch.device("cpu")):
+    """The port's backward, layer by layer, each layer fed the engine's inputs and the engine's
+    incoming gradient. Returns ({layer: gradient it receives}, {layer: TOL class of that
+    gradient}, [(layer, input index or None for the bias, G)]).
+
+    Contributions to each producer come from its consumers in reverse execution order, the
+    first overwriting (and href always overwriting, §13 item 8), as the engine adds them.
+    A fused softmax (§3.12) is skipped: the logreg's gradient goes to the softmax's input.
+    """
+    received: dict[str, torch.Tensor] = {}
+    kind_of: dict[str, str] = {}
+    weight_grads: list[tuple] = []
+
+    def inputs_of(layer):
+        return [engine_image(engine, i, cfg).to(dev).requires_grad_(True) for i in layer.inputs]
+
+    def needs_grad(name: str) -> bool:
+        return out[name].requires_grad and cfg.layers[name].type != "data"
+
+    for layer in reversed(list(cfg.layers.values())):
+        if layer.type == "data" or fused_softmax(cfg, layer.name):
+            continue
+        xs = inputs_of(layer)
+        wparams: list[tuple[int | None, torch.Tensor]] = []
+        if layer.type in port.WEIGHT_TYPES:
+            w = mod.weight_layer(layer.name)
+            wparams = [(i, p) for i, p in enumerate(w.weight)] + [(None, w.bias)]
+        if layer.is_cost:
+            coeff = layer.params.get("coeff", 1.0)
+            if layer.type == "cost.logreg" and fused_softmax(cfg, layer.inputs[1]):
+                soft = cfg.layers[layer.inputs[1]]  # the fused gradient goes to the softmax's input
+                x = inputs_of(soft)[0]
+                cost = mod.layer_forward(layer.name, [xs[0], mod.layer_forward(soft.name, [x])])
+                (g,) = torch.autograd.grad(-coeff * cost[0], [x])
+                targets = [(soft.inputs[0], g, soft)]
+            else:
+                cost = mod.layer_forward(layer.name, xs)
+                gs = torch.autograd.grad(-coeff * cost[0], xs, allow_unused=True)
+                targets = [(n, g, layer) for n, g in zip(layer.inputs, gs) if g is not None]
+        else:
+            y = mod.layer_forward(layer.name, xs, train=True, masks=masks, noise=noise)
+            if not y.requires_grad:
+                continue
+            dy = port.from_engine_acts(engine.acts_grad(layer.name), layer).to(dev)
+            gs = torch.autograd.grad(y, xs + [p for _, p in wparams], grad_outputs=dy, allow_unused=True)
+            targets = [(n, g, layer) for n, g in zip(layer.inputs, gs[:len(xs)]) if g is not None]
+            for (i, _), g in zip(wparams, gs[len(xs):]):
+                if g is not None:
+                    weight_grads.append((layer, i, g / cases))
+        for name, g, source in targets:
+            if not needs_grad(name):
+                continue
+            g = g.reshape(out[name].shape)
+            if name not in received or source.type == "href":
+                received[name] = g
+                kind_of[name] = backward_kind(source, summed=False)
+            else:  # the loosest class of the contributions, and at least a sum's
+                received[name] = received[name] + g
+                kind_of[name] = max(kind_of[name], backward_kind(source, summed=True), key=lambda k: tol[k])
+    return received, kind_of, weight_grads
+
+
 def _gradients(report: ParityReport, cfg: Network, cases: int, seed: int, dev, fault, tol, rescale) -> None:
     """One forward and backward: isolated and end-to-end comparisons."""
-    engine = EngineNet(_gradient_config(cfg), cases, seed)
-    if rescale:
-        rescale_weights(engine, seed + 100)
+    engine = EngineNet(_gradient_config(cfg), cases, seed, init_weights=rescale is None)
+    if rescale is not None:
+        rescale_weights(engine, seed + 100, rescale)
     mod = _port_module(cfg, seed, fault, dev)
     port.load_engine_weights(mod, engine)
     mod.to(dev)
@@ -575,61 +704,16 @@ def _gradients(report: ParityReport, cfg: Network, cases: int, seed: int, dev, f
         else:
             add(measure(acts(y), engine.acts(layer.name), forward_kind(layer), layer.name, "forward", tol))
 
-    # Isolated backward: contributions to each producer, consumers in reverse execution order,
-    # the first overwriting (and href always overwriting, §13 item 8), as the engine adds them.
-    received: dict[str, torch.Tensor] = {}
-    kind_of: dict[str, str] = {}
-    weight_grads: list[tuple] = []
-    for layer in reversed(list(cfg.layers.values())):
-        if layer.type == "data" or fused_softmax(cfg, layer.name):
-            continue
-        xs = inputs_of(layer)
-        wparams: list[tuple[int | None, torch.Tensor]] = []
-        if layer.type in port.WEIGHT_TYPES:
-            w = mod.weight_layer(layer.name)
-            wparams = [(i, p) for i, p in enumerate(w.weight)] + [(None, w.bias)]
-        if layer.is_cost:
-            coeff = layer.params.get("coeff", 1.0)
-            if layer.type == "cost.logreg" and fused_softmax(cfg, layer.inputs[1]):
-                soft = cfg.layers[layer.inputs[1]]  # the fused gradient goes to the softmax's input
-                x = inputs_of(soft)[0]
-                cost = mod.layer_forward(layer.name, [xs[0], mod.layer_forward(soft.name, [x])])
-                (g,) = torch.autograd.grad(-coeff * cost[0], [x])
-                targets = [(soft.inputs[0], g, soft)]
-            else:
-                cost = mod.layer_forward(layer.name, xs)
-                gs = torch.autograd.grad(-coeff * cost[0], xs, allow_unused=True)
-                targets = [(n, g, layer) for n, g in zip(layer.inputs, gs) if g is not None]
-        else:
-            y = mod.layer_forward(layer.name, xs, train=True, masks=masks, noise=noise)
-            if not y.requires_grad:
-                continue
-            dy = port.from_engine_acts(engine.acts_grad(layer.name), layer).to(dev)
-            gs = torch.autograd.grad(y, xs + [p for _, p in wparams], grad_outputs=dy, allow_unused=True)
-            targets = [(n, g, layer) for n, g in zip(layer.inputs, gs[:len(xs)]) if g is not None]
-            for (i, _), g in zip(wparams, gs[len(xs):]):
-                weight_grads.append((layer, i, g / cases))
-        for name, g, source in targets:
-            if not needs_grad(name):
-                continue
-            g = g.reshape(out[name].shape)
-            if name not in received or source.type == "href":
-                received[name] = g
-                kind_of[name] = backward_kind(source, summed=False)
-            else:  # the loosest class of the contributions, and at least a sum's
-                received[name] = received[name] + g
-                kind_of[name] = max(kind_of[name], backward_kind(source, summed=True), key=lambda k: tol[k])
+    received, kind_of, weight_grads = isolated_backward(cfg, engine, mod, out, masks, noise, cases, tol, dev)
     for name, g in received.items():
         add(measure(acts(g), engine.acts_grad(name), kind_of[name], name, "backward", tol))
     for layer, i, g in weight_grads:
-        if g is None:
-            continue
         if i is None:
             add(measure(port.bias_to_engine(layer, g), engine.bias_grad(layer.name), "grad-gemm", layer.name,
                         "bias_grad", tol))
         else:
-            add(measure(port.weight_to_engine(layer, i, g), _engine_weight_grad(engine, layer, i), "grad-gemm",
-                        layer.name, f"weight_grad[{i}]", tol))
+            add(measure(port.weight_to_engine(layer, i, g, copy=False), _engine_weight_grad(engine, layer, i),
+                        "grad-gemm", layer.name, f"weight_grad[{i}]", tol))
 
     # End to end, with the gate flips of tests/test_port.py's check_end_to_end.
     flips = gate_flips(cfg, engine, out, cases)
@@ -684,9 +768,9 @@ def _with_ancestors(cfg: Network, flips) -> set[str]:
 def _training(report: ParityReport, cfg: Network, cases: int, seed: int, steps: int, dev, fault, tol,
               rescale) -> None:
     """K steps: the port's ReleaseSGD on its summed loss vs the engine's train_step."""
-    engine = EngineNet(cfg, cases, seed)
-    if rescale:
-        rescale_weights(engine, seed + 100)
+    engine = EngineNet(cfg, cases, seed, init_weights=rescale is None)
+    if rescale is not None:
+        rescale_weights(engine, seed + 100, rescale)
     mod = _port_module(cfg, seed, fault, dev)
     port.load_engine_weights(mod, engine)
     mod.to(dev)
@@ -718,13 +802,13 @@ def _training(report: ParityReport, cfg: Network, cases: int, seed: int, steps: 
                 continue
             for i in range(len(layer.inputs)):
                 key = f"{layer.name}.weight.{i}"
-                w0 = port.weight_to_engine(layer, i, start[key])
+                w0 = port.weight_to_engine(layer, i, start[key], copy=False)  # start is never changed
                 ew = engine.weights(layer.name, i)
                 if layer.name in rerouted:  # a whole gradient element moved: compare W - W0 in norm
-                    report.metrics.append(measure_rerouted(port.weight_to_engine(layer, i, state[key]) - w0, ew - w0,
+                    report.metrics.append(measure_rerouted(port.weight_to_engine(layer, i, state[key], copy=False) - w0, ew - w0,
                                                            layer.name, f"step{step}:weights[{i}]", tol))
                     continue
-                report.metrics.append(measure(port.weight_to_engine(layer, i, state[key]), ew, "steps", layer.name,
+                report.metrics.append(measure(port.weight_to_engine(layer, i, state[key], copy=False), ew, "steps", layer.name,
                                               f"step{step}:weights[{i}]", tol, scale_of=ew - w0))
             b0 = port.bias_to_engine(layer, start[f"{layer.name}.bias"])
             eb = engine.biases(layer.name)

@@ -48,8 +48,10 @@ release's operation it is used; where it is not, a small explicit operation is:
 * href: ``flip``; its backward overwrites rather than adds (§13 item 8): uses of
   the same input by layers after the href (in execution order) get a detached
   input, so their gradient contribution is dropped exactly as the engine drops it.
-* softmax + cost.logreg: ``F.softmax``, and ``-coeff * log p_label`` whose autograd
-  gradient through the softmax is the release's fused ``coeff * (onehot - y)``.
+* softmax + cost.logreg: ``F.softmax``, and ``-coeff * log p_label``. When the softmax's
+  only consumer is the logreg, the pair passes the gradient through log p
+  (``_FusedSoftmax``/``_FusedNLL``): the release's fused ``coeff * (onehot - y)``, finite
+  even where a probability underflows to 0 (autograd of -log p would give NaN there).
 * dropout (``hs``): train: ``x * mask`` with an injected (or drawn) 0/1 mask, no
   rescale; test, or enable=false: ``keep * x`` (§3.16).
 
@@ -148,6 +150,47 @@ class _Abs(torch.autograd.Function):
     def backward(ctx, dy: Tensor):
         (x,) = ctx.saved_tensors
         return dy * torch.where(x > 0, 1.0, -1.0).to(dy.dtype)
+
+
+class _FusedSoftmax(torch.autograd.Function):
+    """§3.12 softmax fused with the cost.logreg that is its only consumer.
+
+    Forward: ``F.softmax``. Backward: its incoming gradient is taken as dE/d(log p) (what
+    :class:`_FusedNLL` sends, -coeff at the label, 0 elsewhere), so dE/dx = g - p sum(g):
+    ``coeff * (p - onehot)``, the release's fused gradient. Going through log p keeps it
+    finite when a probability underflows to 0, where autograd's dE/dp = -coeff/p is -inf
+    and the product with the softmax Jacobian is NaN.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        p = F.softmax(x, dim=1)
+        ctx.save_for_backward(p)
+        return p
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        (p,) = ctx.saved_tensors
+        return g - p * g.sum(dim=1, keepdim=True)
+
+
+class _FusedNLL(torch.autograd.Function):
+    """sum over cases of -log p[label] (float64), for a :class:`_FusedSoftmax` output. Its
+    backward sends dE/d(log p) = -grad at each case's label (see :class:`_FusedSoftmax`)."""
+
+    @staticmethod
+    def forward(ctx, p: Tensor, lab: Tensor) -> Tensor:
+        ctx.save_for_backward(lab)
+        ctx.like = (p.shape, p.dtype, p.device)
+        return -torch.log(p.gather(1, lab)).to(torch.float64).sum()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (lab,) = ctx.saved_tensors
+        shape, dtype, device = ctx.like
+        g = torch.zeros(shape, dtype=dtype, device=device)
+        g.scatter_(1, lab, (-grad).to(dtype).expand(lab.shape).contiguous())
+        return g, None
 
 
 class _Brelu(torch.autograd.Function):
@@ -509,6 +552,14 @@ class ReleaseNet(nn.Module):
             for later in order[pos + 1:]:
                 if layer.inputs[0] in layers[later].inputs:
                     self._detached.add((later, layer.inputs[0]))
+        # §3.12: a softmax whose only consumer is a cost.logreg (as its probabilities) takes
+        # the fused gradient coeff * (onehot - p); see _FusedSoftmax.
+        self._fused_softmax: set[str] = set()
+        for layer in layers.values():
+            users = [u for u in layers.values() if layer.name in u.inputs]
+            if layer.type == "softmax" and len(users) == 1 and users[0].type == "cost.logreg" and \
+                    users[0].inputs[1] == layer.name:
+                self._fused_softmax.add(layer.name)
         if init:
             self.init_release(seed)
 
@@ -560,7 +611,14 @@ class ReleaseNet(nn.Module):
                 out[layer.name] = self._data(layer, data)
                 continue
             xs = [out[i].detach() if (layer.name, i) in self._detached else out[i] for i in layer.inputs]
-            out[layer.name] = self._run(layer, xs, train, masks, noise)
+            if layer.name in self._fused_softmax:
+                n = xs[0].shape[0]
+                out[layer.name] = _FusedSoftmax.apply(xs[0].reshape(n, -1)).reshape(n, *layer.shape)
+            elif layer.type == "cost.logreg" and layer.inputs[1] in self._fused_softmax:
+                n = xs[0].shape[0]
+                out[layer.name] = _logreg_costs(xs[0], xs[1].reshape(n, -1), layer.params.get("topk", 1), fused=True)
+            else:
+                out[layer.name] = self._run(layer, xs, train, masks, noise)
         return out
 
     def layer_forward(self, name: str, inputs: Sequence[Tensor], train: bool | None = None,
@@ -740,12 +798,13 @@ def _local(x: Tensor, w: Tensor, g: _ConvGeom) -> Tensor:
     return y.reshape(n, g.filters, g.modules_x, g.modules_x)
 
 
-def _logreg_costs(labels: Tensor, probs: Tensor, topk: int) -> Tensor:
-    """§3.23: [sum -log p_label, N - sum top-1 credit, N - sum top-k credit], float64."""
+def _logreg_costs(labels: Tensor, probs: Tensor, topk: int, fused: bool = False) -> Tensor:
+    """§3.23: [sum -log p_label, N - sum top-1 credit, N - sum top-k credit], float64.
+    `fused`: `probs` comes from a :class:`_FusedSoftmax` (the gradient goes through it)."""
     n = probs.shape[0]
     lab = labels.reshape(n, 1).to(torch.long)
     p_label = probs.gather(1, lab)
-    nll = -torch.log(p_label).to(torch.float64).sum()
+    nll = _FusedNLL.apply(probs, lab) if fused else -torch.log(p_label).to(torch.float64).sum()
     with torch.no_grad():
         p = probs.detach()
         pl = p_label.detach()
@@ -802,11 +861,15 @@ def weight_from_engine(layer: Layer, i: int, w: Any) -> Tensor:
         w.reshape(mx, mx, g.fchan, k, k, g.filters).transpose(0, 1, 5, 2, 3, 4)))
 
 
-def weight_to_engine(layer: Layer, i: int, t: Tensor) -> np.ndarray:
-    """The port's weight `i` of `layer` -> the release's (rows, cols) matrix (float32, logical shape)."""
+def weight_to_engine(layer: Layer, i: int, t: Tensor, copy: bool = True) -> np.ndarray:
+    """The port's weight `i` of `layer` -> the release's (rows, cols) matrix (float32, logical shape).
+
+    `copy=False` lets an fc weight come back as a transposed view of the tensor's memory
+    (the release's Fortran-order matrix is the port's (Dout, Din) matrix as it lies), for
+    a comparison made at once; the view follows the tensor if it changes later."""
     w = t.detach().to("cpu", torch.float32).numpy()
     if layer.type == "fc":
-        return np.ascontiguousarray(w.T)
+        return np.ascontiguousarray(w.T) if copy else w.T
     g = _conv_geoms(layer)[i]
     if layer.type == "conv":
         return np.ascontiguousarray(w.transpose(1, 2, 3, 0).reshape(-1, g.filters))
@@ -1063,10 +1126,11 @@ class ReleaseSGD(torch.optim.Optimizer):
                     state["inc"] = torch.zeros_like(p)
                 inc = state["inc"]
                 g = p.grad * scale                       # G = -(1/N) dE/dW
-                inc.copy_(inc * mom + g * eps)           # separate roundings, as the engine's kernel
+                g.mul_(eps)                              # separate roundings, as the engine's kernel:
+                inc.mul_(mom).add_(g)                    # inc*mom, G*eps, their sum (in place, no FMA)
                 if wc > 0:
-                    inc.copy_(inc + p * decay)
-                p.copy_(p + inc)
+                    inc.add_(torch.mul(p, decay, out=g))
+                p.add_(inc)
                 _constrain(p, group)
         return loss
 

@@ -12,6 +12,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -245,11 +246,7 @@ def pairing(release):
 
 # Divergences the suite found in the port (modernize/port.py), kept visible: strict xfail,
 # so the test fails again once the port is fixed and the entry must go.
-KNOWN = {
-    "example-layers/layers.gc.cfg": "port defect: at step 2 a softmax probability underflows to 0 (cost inf on "
-                                    "both sides); the engine's fused logreg+softmax gradient (onehot - p) stays "
-                                    "finite, the port's autograd of -log p gives NaN in every weight",
-}
+KNOWN: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("definition", _definition_files())
@@ -281,3 +278,52 @@ def test_zz_list_skipped_release_files(capsys):
         print(f"\nparity: {len(SKIPPED)} release definition file(s) skipped")
         for name, why in sorted(SKIPPED.items()):
             print(f"  {name}: {why}")
+
+
+# ---------------------------------------------------------------------------
+# The one-pass metric (_core.compare_arrays) against the numpy reference
+
+
+def _metric_pairs():
+    rng = np.random.default_rng(5)
+    e = rng.standard_normal((37, 11)).astype(np.float32)
+    a = (e + 1e-6 * rng.standard_normal(e.shape)).astype(np.float32)
+    tiny = e.copy()
+    tiny[np.abs(tiny) < 1.0] = 0.0  # many zeros: relative floor and 0/0 paths
+    yield "close", a, e, None, None
+    yield "equal", e.copy(), e, None, None
+    yield "zeros", np.zeros((4, 3), np.float32), np.zeros((4, 3), np.float32), None, None
+    yield "zero-vs-nonzero", np.full((4, 3), 1e-3, np.float32), np.zeros((4, 3), np.float32), None, None
+    yield "fortran", np.asfortranarray(a), np.asfortranarray(e), None, None
+    yield "mixed-order", np.ascontiguousarray(a), np.asfortranarray(e), None, None
+    yield "scale_of", a, e, (e - tiny), None
+    yield "mask", a + np.float32(1.0) * (rng.random(e.shape) < 0.1), e, None, rng.random(e.shape) < 0.1
+    yield "zeros-in-ref", (tiny + 1e-7).astype(np.float32), tiny, None, None
+    yield "big", rng.standard_normal(200_003).astype(np.float32), rng.standard_normal(200_003).astype(np.float32), \
+        None, None
+
+
+@pytest.mark.parametrize("case", list(_metric_pairs()), ids=lambda c: c[0])
+@pytest.mark.parametrize("tol", [(0.0, 0.0), (1e-6, 0.0), (1e-6, 1e-5), (0.0, 1e-5)], ids=str)
+def test_one_pass_metric_equals_the_numpy_reference(case, tol):
+    _, a, e, scale_of, mask = case
+    table = {"k": tol}
+    fast = parity.measure(a, e, "k", "l", "q", table, scale_of=scale_of, mask=mask)
+    ref = parity.measure_numpy(a, e, "k", "l", "q", table, scale_of=scale_of, mask=mask)
+    # Differences are exact in float64 on both paths, so maxima agree bit for bit; the
+    # cosine's sums run in another order (fixed blocks vs numpy's pairwise sum).
+    for field in ("max_abs", "max_rel", "max_ref", "atol", "tolerance_used", "passed", "elements"):
+        assert getattr(fast, field) == getattr(ref, field), field
+    assert fast.cosine == pytest.approx(ref.cosine, rel=1e-12, abs=1e-12)
+
+
+def test_one_pass_metric_reports_non_finite_values():
+    e = np.ones((3, 4), np.float32)
+    a = e.copy()
+    a[1, 2] = np.nan
+    e2 = e.copy()
+    e2[0, 0] = np.inf
+    for fast in (parity.measure(a, e2, "k", "l", "q", {"k": (1.0, 1.0)}),
+                 parity.measure_numpy(a, e2, "k", "l", "q", {"k": (1.0, 1.0)})):
+        assert not fast.passed and fast.note == "non-finite values: port 1, engine 1"
+    assert not parity.measure_rerouted(a, e, "l", "q", {"e2e-rerouted": (1.0, 0.0)}).passed

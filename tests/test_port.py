@@ -41,8 +41,9 @@ from alexnet_replay.engine import EngineNet  # noqa: E402
 from alexnet_replay.errors import ReplayError  # noqa: E402
 from alexnet_replay.gradcheck import _gradient_config  # noqa: E402
 from alexnet_replay.modernize import parity, port  # noqa: E402
-from alexnet_replay.modernize.parity import (TOL, backward_kind, classes_of, engine_image,  # noqa: E402,F401
-                                             forward_kind, fused_softmax, make_batch, rescale_weights)
+from alexnet_replay.modernize.parity import (TOL, engine_image, forward_kind,  # noqa: E402
+                                             fused_softmax, isolated_backward, make_batch,
+                                             rescale_weights)
 from alexnet_replay.original.shownet import load as load_config  # noqa: E402
 from alexnet_replay.testing import assert_close  # noqa: E402
 
@@ -244,48 +245,8 @@ def check_isolated(run: Run) -> dict[str, int]:
         check(c[:1], eng.costs()[layer.name][:1], "cost", f"{layer.name} cost")
         assert c[1:].tolist() == eng.costs()[layer.name][1:]  # error counts: exact
 
-    # Backward: contributions to each producer, consumers in reverse execution order, the
-    # first overwriting (and href always overwriting, §13 item 8), as the engine adds them.
-    received: dict[str, torch.Tensor] = {}
-    kind_of: dict[str, str] = {}
-    weight_grads: list[tuple] = []
-    for layer in reversed(run.layers()):
-        if layer.type == "data" or fused_softmax(cfg, layer.name):
-            continue
-        xs = inputs_of(layer)
-        params: list[tuple[int | None, torch.Tensor]] = []
-        if layer.type in port.WEIGHT_TYPES:
-            w = mod.weight_layer(layer.name)
-            params = [(i, p) for i, p in enumerate(w.weight)] + [(None, w.bias)]
-        if layer.is_cost:
-            coeff = layer.params.get("coeff", 1.0)
-            if layer.type == "cost.logreg" and fused_softmax(cfg, layer.inputs[1]):
-                soft = cfg.layers[layer.inputs[1]]  # the fused gradient goes to the softmax's input
-                x = inputs_of(soft)[0]
-                cost = mod.layer_forward(layer.name, [xs[0], mod.layer_forward(soft.name, [x])])
-                (g,) = torch.autograd.grad(-coeff * cost[0], [x])
-                targets = [(soft.inputs[0], g, soft)]
-            else:
-                cost = mod.layer_forward(layer.name, xs)
-                gs = torch.autograd.grad(-coeff * cost[0], xs, allow_unused=True)
-                targets = [(n, g, layer) for n, g in zip(layer.inputs, gs) if g is not None]
-        else:
-            y = mod.layer_forward(layer.name, xs, train=True, masks=run.masks, noise=run.noise)
-            dy = port.from_engine_acts(eng.acts_grad(layer.name), layer)
-            gs = torch.autograd.grad(y, xs + [p for _, p in params], grad_outputs=dy, allow_unused=True)
-            targets = [(n, g, layer) for n, g in zip(layer.inputs, gs[:len(xs)]) if g is not None]
-            for (i, _), g in zip(params, gs[len(xs):]):
-                weight_grads.append((layer, i, g / run.cases))
-        for name, g, source in targets:
-            if not run.needs_grad(name):
-                continue
-            g = g.reshape(run.out[name].shape)
-            if name not in received or source.type == "href":
-                received[name] = g
-                kind_of[name] = backward_kind(source, summed=False)
-            else:  # the loosest class of the contributions, and at least a sum's
-                received[name] = received[name] + g
-                kind_of[name] = max(kind_of[name], backward_kind(source, summed=True), key=lambda k: TOL[k])
+    # Backward: the library's loop (parity.isolated_backward), checked here with this file's TOL.
+    received, kind_of, weight_grads = isolated_backward(cfg, eng, mod, run.out, run.masks, run.noise, run.cases, TOL)
     for name, g in received.items():
         check(port.to_engine_acts(g), eng.acts_grad(name), kind_of[name], f"{name} received gradient (isolated)")
     for layer, i, g in weight_grads:
@@ -748,3 +709,27 @@ def test_zz_report_measured_errors(capsys):
             for kind, value in sorted(MEASURED.items()):
                 scale, rtol = TOL[kind]
                 print(f"{kind:12s} max|err|/max|ref| = {value:.3g}   (tolerance scale {scale:g}, rtol {rtol:g})")
+
+
+def test_fused_softmax_logreg_gradient_stays_finite_when_p_underflows():
+    """§3.12: the fused gradient coeff*(onehot - p) is finite even where p_label == 0 in
+    float32, where autograd of -log p through F.softmax gives NaN."""
+    x = torch.tensor([[0.0, 0.0, -200.0], [5.0, 1.0, 0.0]], requires_grad=True)  # exp(-200) -> 0 in float32
+    lab = torch.tensor([[2], [0]])
+    p = port._FusedSoftmax.apply(x)
+    assert p[0, 2].item() == 0.0
+    nll = port._FusedNLL.apply(p, lab)
+    assert nll.item() == float("inf")  # the cost is inf, as the engine reports it
+    (g,) = torch.autograd.grad(3.0 * nll, [x])  # coeff 3
+    onehot = torch.zeros(2, 3)
+    onehot[0, 2] = onehot[1, 0] = 1.0
+    expected = 3.0 * (p.detach() - onehot)  # dE/dx = coeff (p - onehot), by hand: row 0 is (1.5, 1.5, -3)
+    assert torch.isfinite(g).all()
+    # -3 + 3p against 3(p - 1): the roundings differ by an ulp of coeff (2.4e-7 at 3), absolute
+    assert_close(g.numpy(), expected.numpy(), atol=4.8e-7, rtol=0)
+    assert_close(g[0].numpy(), np.array([1.5, 1.5, -3.0], np.float32), atol=0, rtol=0)
+    # Plain autograd through F.softmax and -log p gives NaN there: the defect the fusion removes.
+    x2 = x.detach().clone().requires_grad_(True)
+    plain = -torch.log(torch.softmax(x2, dim=1).gather(1, lab)).sum()
+    (g2,) = torch.autograd.grad(plain, [x2])
+    assert torch.isnan(g2[0]).any()

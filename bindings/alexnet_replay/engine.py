@@ -112,7 +112,7 @@ def _spec(layer: Layer, index: dict[str, int], rng: np.random.RandomState) -> _c
 class EngineNet:
     """A network in the C++ engine. Arrays returned by the accessors are views."""
 
-    def __init__(self, config: Network, minibatch: int, seed: int) -> None:
+    def __init__(self, config: Network, minibatch: int, seed: int, *, init_weights: bool = True) -> None:
         self.config = config
         self.minibatch = minibatch
         rng = np.random.RandomState(seed)
@@ -122,7 +122,8 @@ class EngineNet:
             self._net = _core.Net(specs, minibatch, seed)
         except ValueError as exc:
             raise ReplayError(f"{config.path}: {exc}") from None
-        self._init_weights(rng)
+        if init_weights:  # False: weights and biases stay 0, for a caller that sets them all (parity)
+            self._init_weights(rng)
 
     def _init_weights(self, rng: np.random.RandomState) -> None:
         """engine.md §4.1: W = initW * randn (float64, then float32), biases = initB."""
