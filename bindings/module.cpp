@@ -16,6 +16,7 @@ void register_neuron_ops(py::module_& m);
 void register_fc_ops(py::module_& m);
 void register_net_ops(py::module_& m);
 void register_compare_ops(py::module_& m);
+void register_cuda_ops(py::module_& m);  // registers nothing in a build without CUDA
 }  // namespace alexnet::bind
 
 PYBIND11_MODULE(_core, m) {
@@ -26,6 +27,7 @@ PYBIND11_MODULE(_core, m) {
   alexnet::bind::register_neuron_ops(m);
   alexnet::bind::register_fc_ops(m);
   alexnet::bind::register_net_ops(m);
+  alexnet::bind::register_cuda_ops(m);
   alexnet::bind::register_compare_ops(m);
 
   m.def(
@@ -42,6 +44,7 @@ PYBIND11_MODULE(_core, m) {
         d["cuda_compiled"] = info.cuda_compiled;
         d["cuda_compiler"] = info.cuda_compiler;
         d["cuda_archs"] = info.cuda_archs;
+        d["cuda_gemm"] = info.cuda_gemm;
         return d;
       },
       "Facts of this build: compiler, flags, BLAS, and whether CUDA code was compiled.");

@@ -68,7 +68,7 @@ void register_net_ops(py::module_& m) {
   py::class_<LayerSpec> spec(m, "LayerSpec", "Plain description of one layer, filled from the parsed cfg");
   spec.def(py::init<>());
 #define SPEC_FIELD(f) spec.def_readwrite(#f, &LayerSpec::f)
-  SPEC_FIELD(name); SPEC_FIELD(type); SPEC_FIELD(inputs); SPEC_FIELD(outputs); SPEC_FIELD(data_idx);
+  SPEC_FIELD(name); SPEC_FIELD(type); SPEC_FIELD(inputs); SPEC_FIELD(outputs); SPEC_FIELD(data_idx); SPEC_FIELD(gpu);
   SPEC_FIELD(conv); SPEC_FIELD(filters); SPEC_FIELD(modules_x); SPEC_FIELD(partial_sum); SPEC_FIELD(shared_biases);
   SPEC_FIELD(weight_rows); SPEC_FIELD(weight_cols); SPEC_FIELD(share_layer); SPEC_FIELD(share_index);
   SPEC_FIELD(eps_w); SPEC_FIELD(mom_w); SPEC_FIELD(wc); SPEC_FIELD(wball_normed); SPEC_FIELD(wcnorm_min);
@@ -130,8 +130,10 @@ void register_net_ops(py::module_& m) {
       {"biases", &Net::biases, "Biases in the release's layout, a view"},
       {"bias_inc", &Net::bias_inc, "Bias increments (momentum buffer), a view"},
       {"bias_grad", &Net::bias_grad, "Bias gradient of the last backward, a view"},
-      {"mask", &Net::mask, "hs layers: the dropout mask (D, max_cases); write it with inject_masks=True"},
-      {"noise", &Net::noise, "nrelu layers: the N(0,1) noise (D, max_cases); write it with inject_masks=True"},
+      {"mask", &Net::mask,
+       "hs layers: the dropout mask buffer, (D, max_cases); a forward on n cases uses its first D*n "
+       "values as a (D, n) matrix, case fastest"},
+      {"noise", &Net::noise, "nrelu layers: the N(0,1) noise buffer, (D, max_cases), used as the mask buffer is"},
   };
   for (const auto& [name, fn, doc] : per_layer)
     net_class.def(

@@ -915,8 +915,8 @@ def copy_to_engine(state: Mapping[str, Tensor] | ReleaseNet, net: Any) -> None:
             continue
         for i, src in enumerate(layer.weight_sources):
             if src is None:
-                net.weights(layer.name, i)[...] = weight_to_engine(layer, i, state[f"{layer.name}.weight.{i}"])
-        net.biases(layer.name)[...] = bias_to_engine(layer, state[f"{layer.name}.bias"])
+                net.set_weights(layer.name, weight_to_engine(layer, i, state[f"{layer.name}.weight.{i}"]), i)
+        net.set_biases(layer.name, bias_to_engine(layer, state[f"{layer.name}.bias"]))
 
 
 def masks_to_engine(module: ReleaseNet, net: Any, masks: Mapping[str, Tensor] | None = None,
@@ -926,10 +926,10 @@ def masks_to_engine(module: ReleaseNet, net: Any, masks: Mapping[str, Tensor] | 
     net.inject_masks = True
     for name, m in (module.last_masks if masks is None else masks).items():
         m2 = to_engine_acts(m.detach().cpu()).numpy()
-        net.mask(name)[:, :m2.shape[1]] = m2
+        net.set_mask(name, m2)
     for name, e in (module.last_noise if noise is None else noise).items():
         e2 = to_engine_acts(e.detach().cpu()).numpy()
-        net.noise(name)[:, :e2.shape[1]] = e2
+        net.set_noise(name, e2)
 
 
 # ---------------------------------------------------------------------------

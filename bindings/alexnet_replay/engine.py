@@ -15,6 +15,13 @@ array can be overwritten through the views before training.
 
 A layer type the engine lacks, or a shape it cannot run, fails here with a
 message naming the layer, never inside a step.
+
+``device="cuda"`` builds the same network in the CUDA engine (docs/cuda.md): every
+buffer stays on the GPU, so the accessors return host *copies* (same shapes and
+memory order as the CPU views) and arrays are written with the ``set_*`` methods
+(``set_weights``, ``set_biases``, ``set_mask``, ...), which work on both devices.
+Without a CUDA build or a GPU it raises ReplayError with the reason; it never
+falls back to the CPU.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ def _schedule(s: CfgSchedule) -> _core.Schedule:
 def _spec(layer: Layer, index: dict[str, int], rng: np.random.RandomState) -> _core.LayerSpec:
     s = _core.LayerSpec()
     s.name, s.type = layer.name, layer.type
+    s.gpu = layer.gpu  # the CUDA engine's placement (engine.md §6); the CPU ignores it
     s.inputs = [index[i] for i in layer.inputs]
     s.outputs = layer.outputs
     a, p = layer.attrs, layer.params
@@ -109,19 +117,70 @@ def _spec(layer: Layer, index: dict[str, int], rng: np.random.RandomState) -> _c
     return s
 
 
-class EngineNet:
-    """A network in the C++ engine. Arrays returned by the accessors are views."""
+DEVICES = ("cpu", "cuda")
 
-    def __init__(self, config: Network, minibatch: int, seed: int, *, init_weights: bool = True) -> None:
+
+def cuda_unavailable_reason() -> str | None:
+    """Why device="cuda" cannot run here (no CUDA in this build, no GPU), or None."""
+    if not _core.build_info().get("cuda_compiled") or not hasattr(_core, "CudaNet"):
+        return "this build has no CUDA code (built with ALEXNET_CUDA=OFF or without nvcc)"
+    count, reason = _core.cuda_device_count()
+    if count < 1:
+        return f"no usable GPU ({reason})"
+    return None
+
+
+def cublas_candidates() -> list[str]:
+    """libcublas files of the nvidia-cublas wheel installed in this Python (nvidia/cu13/lib
+    for CUDA 13, nvidia/cublas/lib for older wheels), looked up at run time so that a module
+    built in an isolated environment still finds the one installed beside it."""
+    import importlib.util
+
+    found: list[str] = []
+    for package in ("nvidia.cu13", "nvidia.cublas"):
+        try:
+            spec = importlib.util.find_spec(package)
+        except (ImportError, ValueError):
+            spec = None
+        for folder in (spec.submodule_search_locations or []) if spec else []:
+            found += sorted(str(p) for p in Path(folder, "lib").glob("libcublas.so.*"))
+    return found
+
+
+def _cuda_net(specs: list, minibatch: int, seed: int, num_gpus: int | None, gemm: str):
+    reason = cuda_unavailable_reason()
+    if reason is not None:
+        raise ReplayError(f"device='cuda': {reason}")
+    if gemm != "builtin" and _core.build_info().get("cuda_gemm", "").startswith("cuBLAS"):
+        ok, message = _core.cuda_load_cublas(cublas_candidates())
+        if not ok:
+            raise ReplayError(f"device='cuda': {message}. Install it (pip install nvidia-cublas), or pass "
+                              "gemm='builtin' for the engine's own (much slower) matrix product")
+    return _core.CudaNet(specs, minibatch, seed, num_gpus or 0, gemm)
+
+
+class EngineNet:
+    """A network in the C++ engine. On the CPU the accessors return views of the engine's
+    arrays; with device="cuda" they return host copies. The ``set_*`` methods write an
+    array on either device."""
+
+    def __init__(self, config: Network, minibatch: int, seed: int, device: str = "cpu", *,
+                 init_weights: bool = True, num_gpus: int | None = None, gemm: str = "auto") -> None:
+        if device not in DEVICES:
+            raise ReplayError(f"device must be 'cpu' or 'cuda' (got {device!r})")
         self.config = config
         self.minibatch = minibatch
+        self.device = device
         rng = np.random.RandomState(seed)
         index = {name: i for i, name in enumerate(config.layers)}
         specs = [_spec(layer, index, rng) for layer in config.layers.values()]
         try:
-            self._net = _core.Net(specs, minibatch, seed)
+            self._net = _core.Net(specs, minibatch, seed) if device == "cpu" else \
+                _cuda_net(specs, minibatch, seed, num_gpus, gemm)
         except ValueError as exc:
             raise ReplayError(f"{config.path}: {exc}") from None
+        except RuntimeError as exc:  # CUDA failures (out of memory, driver errors)
+            raise ReplayError(f"device='{device}': {exc}") from None
         if init_weights:  # False: weights and biases stay 0, for a caller that sets them all (parity)
             self._init_weights(rng)
 
@@ -137,8 +196,8 @@ class EngineNet:
             for i, (rows, cols) in enumerate(layer.weights):
                 if layer.weight_sources[i] is None:
                     w = layer.attrs["initW"][i] * rng.standard_normal((rows, cols))
-                    self._net.weights(layer.name, i)[...] = w.astype(np.float32)
-            self._net.biases(layer.name)[...] = np.float32(layer.attrs["initB"])
+                    self.set_weights(layer.name, w.astype(np.float32), i)
+            self.set_biases(layer.name, np.float32(layer.attrs["initB"]))
 
     # -- a step ------------------------------------------------------------------
     def set_data(self, data: Sequence[np.ndarray]) -> None:
@@ -196,36 +255,116 @@ class EngineNet:
     def inject_masks(self, value: bool) -> None:
         self._net.inject_masks = value
 
-    # -- views ---------------------------------------------------------------------
+    @property
+    def gemm(self) -> str | None:
+        """CUDA: what multiplies the matrices (cuBLAS and its version, or the built-in kernel)."""
+        return None if self.device == "cpu" else self._net.gemm
+
+    def synchronize(self) -> None:
+        """CUDA: wait until the GPU has finished the work issued (backward and update return early)."""
+        if self.device != "cpu":
+            self._net.synchronize()
+
+    # -- arrays --------------------------------------------------------------------
+    # Kinds, as in the CPU net's views: acts, acts_grad, weights, weight_inc,
+    # weight_grad, biases, bias_inc, bias_grad, mask, noise.
+    KINDS = ("acts", "acts_grad", "weights", "weight_inc", "weight_grad", "biases", "bias_inc", "bias_grad",
+             "mask", "noise")
+    _PER_INPUT = ("weights", "weight_inc", "weight_grad")
+
+    def array(self, kind: str, name: str, input: int = 0) -> np.ndarray:
+        """The array `kind` of layer `name` (input `input` for weight matrices): a view on the
+        CPU, a copy with the same shape and memory order on CUDA."""
+        if kind not in self.KINDS:
+            raise ReplayError(f"array kind must be one of {', '.join(self.KINDS)} (got {kind!r})")
+        if self.device != "cpu":
+            return self._net.download(kind, name, input)
+        get = getattr(self._net, kind)
+        return get(name, input) if kind in self._PER_INPUT else get(name)
+
+    def set_array(self, kind: str, name: str, values, input: int = 0) -> None:
+        """Write `values` (broadcast to the array's shape, cast to float32) into array `kind`
+        of layer `name`, on either device: the documented way to set weights."""
+        if self.device == "cpu":
+            self.array(kind, name, input)[...] = values
+            return
+        rows, cols, fortran = self._net.buffer_info(kind, name, input)
+        a = np.broadcast_to(np.asarray(values, dtype=np.float32), (rows, cols))
+        self._net.upload(kind, name, np.asfortranarray(a) if fortran else np.ascontiguousarray(a), input)
+
+    def set_weights(self, name: str, values, input: int = 0) -> None:
+        self.set_array("weights", name, values, input)
+
+    def set_weight_inc(self, name: str, values, input: int = 0) -> None:
+        self.set_array("weight_inc", name, values, input)
+
+    def set_biases(self, name: str, values) -> None:
+        self.set_array("biases", name, values)
+
+    def set_bias_inc(self, name: str, values) -> None:
+        self.set_array("bias_inc", name, values)
+
+    def set_mask(self, name: str, values) -> None:
+        """hs layers: the (D, n) 0/1 mask of the next forward on n cases (with
+        inject_masks = True). The engine reads it case fastest from the start of its
+        buffer, as it stores its own draws (see :meth:`mask`)."""
+        self._set_prefix("mask", name, values)
+
+    def set_noise(self, name: str, values) -> None:
+        """nrelu layers: the (D, n) N(0,1) noise of the next forward on n cases."""
+        self._set_prefix("noise", name, values)
+
+    def _set_prefix(self, kind: str, name: str, values) -> None:
+        values = np.asarray(values, dtype=np.float32)
+        full = self.array(kind, name)
+        if values.ndim != 2 or values.shape[0] != full.shape[0] or values.shape[1] > full.shape[1]:
+            raise ValueError(f"{kind} of layer '{name}': expected (D, n) = ({full.shape[0]}, n <= "
+                             f"{full.shape[1]}), got {values.shape}")
+        if self.device != "cpu":
+            full = full.copy()
+        full.reshape(-1)[:values.size] = values.reshape(-1)  # a view of the engine's buffer on the CPU
+        if self.device != "cpu":
+            self.set_array(kind, name, full)
+
+    def _prefix(self, kind: str, name: str, cases: int | None) -> np.ndarray:
+        full = self.array(kind, name)
+        n = self.cases if cases is None else cases
+        n = n or full.shape[1]  # before the first forward: the whole buffer
+        return full.reshape(-1)[:full.shape[0] * n].reshape(full.shape[0], n)
+
     def acts(self, name: str) -> np.ndarray:
-        return self._net.acts(name)
+        return self.array("acts", name)
 
     def acts_grad(self, name: str) -> np.ndarray:
-        return self._net.acts_grad(name)
+        return self.array("acts_grad", name)
 
     def weights(self, name: str, input: int = 0) -> np.ndarray:
-        return self._net.weights(name, input)
+        return self.array("weights", name, input)
 
     def weight_inc(self, name: str, input: int = 0) -> np.ndarray:
-        return self._net.weight_inc(name, input)
+        return self.array("weight_inc", name, input)
 
     def weight_grad(self, name: str, input: int = 0) -> np.ndarray:
-        return self._net.weight_grad(name, input)
+        return self.array("weight_grad", name, input)
 
     def biases(self, name: str) -> np.ndarray:
-        return self._net.biases(name)
+        return self.array("biases", name)
 
     def bias_inc(self, name: str) -> np.ndarray:
-        return self._net.bias_inc(name)
+        return self.array("bias_inc", name)
 
     def bias_grad(self, name: str) -> np.ndarray:
-        return self._net.bias_grad(name)
+        return self.array("bias_grad", name)
 
-    def mask(self, name: str) -> np.ndarray:
-        return self._net.mask(name)
+    def mask(self, name: str, cases: int | None = None) -> np.ndarray:
+        """hs layers: the (D, n) mask of the last forward (n = its cases, or `cases`).
+        The buffer holds max_cases columns' worth; a forward on n cases uses its first
+        D*n values, case fastest (on the CPU a view, on CUDA a copy)."""
+        return self._prefix("mask", name, cases)
 
-    def noise(self, name: str) -> np.ndarray:
-        return self._net.noise(name)
+    def noise(self, name: str, cases: int | None = None) -> np.ndarray:
+        """nrelu layers: the (D, n) noise of the last forward, as :meth:`mask`."""
+        return self._prefix("noise", name, cases)
 
     @property
     def layer_names(self) -> list[str]:
@@ -233,11 +372,18 @@ class EngineNet:
 
 
 def load(layers: str | Path, params: str | Path | None = None, *, image_size: tuple[int, int, int] | None = None,
-         minibatch: int = 128, seed: int = 0, lenient: bool = False) -> EngineNet:
-    """Build an engine net from a definition file (or bundled name) and its parameter file."""
+         minibatch: int = 128, seed: int = 0, lenient: bool = False, device: str = "cpu",
+         num_gpus: int | None = None, gemm: str = "auto") -> EngineNet:
+    """Build an engine net from a definition file (or bundled name) and its parameter file.
+
+    device: "cpu" or "cuda". num_gpus (CUDA): devices to spread the layers over by their
+    gpu= (default: every visible one; 1 puts every tower on one GPU; the numbers are the
+    same). gemm (CUDA): "auto" (cuBLAS when the build has it), "cublas" or "builtin"."""
     if minibatch < 1:
         raise ReplayError(f"minibatch must be >= 1 (got {minibatch})")
+    if device not in DEVICES:
+        raise ReplayError(f"device must be 'cpu' or 'cuda' (got {device!r})")
     config, _ = load_config(layers, params, image_size=image_size, lenient=lenient)
     if config.params_path is None:
         raise ReplayError(f"{config.path}: the engine needs a layer-parameter file too")
-    return EngineNet(config, minibatch, seed)
+    return EngineNet(config, minibatch, seed, device, num_gpus=num_gpus, gemm=gemm)

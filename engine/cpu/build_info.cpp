@@ -22,6 +22,7 @@ BuildInfo build_info() {
   info.cuda_compiled = ALEXNET_WITH_CUDA != 0;
   info.cuda_compiler = ALEXNET_CUDA_COMPILER;
   info.cuda_archs = ALEXNET_CUDA_ARCHS;
+  info.cuda_gemm = ALEXNET_CUDA_GEMM;
   return info;
 }
 

@@ -16,6 +16,7 @@ struct BuildInfo {
   bool cuda_compiled = false; // were CUDA sources compiled into this build?
   std::string cuda_compiler;  // "nvcc 13.0.88", empty without CUDA
   std::string cuda_archs;     // "80-real,90-real,90-virtual", empty without CUDA
+  std::string cuda_gemm;      // what the CUDA backend multiplies matrices with; empty without CUDA
 };
 
 BuildInfo build_info();

@@ -39,6 +39,8 @@ struct LayerSpec {
   std::vector<int> inputs;  // indices of earlier specs
   int64_t outputs = 0;      // D, values per case
   int data_idx = -1;        // data layers: which matrix of the minibatch
+  int gpu = -1;             // the cfg's gpu= (-1: none, data layers); the CUDA net places the layer on
+                            // device gpu % devices (engine.md §6); the CPU net ignores it
 
   // conv, local
   std::vector<ConvInputSpec> conv;
@@ -139,8 +141,10 @@ class Net {
   Buffer biases(int layer);
   Buffer bias_inc(int layer);
   Buffer bias_grad(int layer);
-  Buffer mask(int layer);   // hs layers: (D, max_cases)
-  Buffer noise(int layer);  // nrelu layers: the N(0,1) draws, (D, max_cases)
+  // hs masks and nrelu N(0,1) draws: buffers of (D, max_cases) floats, of which a
+  // forward on n cases uses (and draws into) the first D*n as a (D, n) matrix.
+  Buffer mask(int layer);
+  Buffer noise(int layer);
 
  private:
   struct Impl;

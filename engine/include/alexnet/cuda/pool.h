@@ -1,0 +1,16 @@
+// CUDA pooling (engine.md §3.6), the semantics and float order of
+// engine/cpu/pool.cpp: one thread per output (forward) or input pixel
+// (backward) and case, windows in raster order. x, dx (C, S, S, N); y, dy
+// (C, OX, OX, N), DEVICE memory. Targets follow §1.4.
+#pragma once
+
+#include "alexnet/cpu/pool.h"
+#include "alexnet/cuda/launch.h"
+
+namespace alexnet::cuda {
+
+void pool_fprop(const Launch& l, const cpu::PoolParams& p, ConstMatView x, MatView y, float scale_targets);
+void pool_bprop(const Launch& l, const cpu::PoolParams& p, ConstMatView x, ConstMatView y, ConstMatView dy,
+                MatView dx, float scale_targets);
+
+}  // namespace alexnet::cuda
