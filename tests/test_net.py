@@ -158,7 +158,7 @@ def test_dropout_masks_can_be_injected(tmp_path):
     data = batch(net.config, 5)
     net.inject_masks = True
     mask = (np.arange(7 * 5).reshape(7, 5) % 3 == 0).astype(np.float32)
-    net.mask("drop")[:, :5] = mask
+    net.set_mask("drop", mask)
     net.forward(data, train=True)
     assert np.array_equal(net.acts("drop"), net.acts("fc1_neuron") * mask)
     net.backward()
@@ -210,3 +210,26 @@ def test_paper_network_training_step(release):
     assert not np.array_equal(net.weights("fc2048a"), w_before)  # the step moved the weights
     mask = net.mask("hs1a")[:, :16]
     assert set(np.unique(mask)) == {0.0, 1.0} and 0.45 < mask.mean() < 0.55  # keep 0.5
+
+
+def test_injected_mask_of_a_short_last_minibatch_is_the_one_used(tmp_path):
+    """A minibatch of 3 cases in a net built for 5: the (D, 3) mask given is applied case by
+    case (the engine reads it from the start of its buffer, case fastest)."""
+    (tmp_path / "net.cfg").write_text(SMALL_NET)
+    (tmp_path / "params.cfg").write_text(SMALL_PARAMS)
+    net = alexnet_replay.load(tmp_path / "net.cfg", tmp_path / "params.cfg", image_size=(3, 4, 4),
+                              minibatch=5, seed=0)
+    data = batch(net.config, 3)
+    net.inject_masks = True
+    mask = (np.arange(7 * 3).reshape(7, 3) % 4 != 1).astype(np.float32)
+    net.set_mask("drop", mask)
+    net.forward(data, train=True)
+    assert net.acts("drop").shape == (7, 3)
+    assert np.array_equal(net.acts("drop"), net.acts("fc1_neuron") * mask)
+    assert np.array_equal(net.mask("drop"), mask)
+    net.backward()
+    assert np.array_equal(net.acts_grad("fc1_neuron"), net.acts_grad("drop") * mask)
+    net.inject_masks = False  # the engine's own draws land where mask() shows them
+    net.forward(data, train=True)
+    drawn = net.mask("drop")
+    assert drawn.shape == (7, 3) and np.array_equal(net.acts("drop"), net.acts("fc1_neuron") * drawn)
