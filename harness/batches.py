@@ -36,14 +36,18 @@ __all__ = [
     "META_NAME",
     "Batch",
     "BatchMeta",
+    "JpegBatch",
     "batch_path",
     "list_batches",
     "meta_path",
     "read_batch",
+    "read_jpeg_batch",
     "read_meta",
     "validate_batch",
+    "validate_jpeg_batch",
     "validate_meta",
     "write_batch",
+    "write_jpeg_batch",
     "write_meta",
 ]
 
@@ -357,3 +361,103 @@ def write_batch(path: str | os.PathLike, data: np.ndarray, labels: Sequence[int]
         obj.update(extra)
     save_pickle(path, obj)
     return batch
+
+
+# -- JPEG batches (driver.md §D.4) -------------------------------------------------------------
+
+@dataclass
+class JpegBatch:
+    """A validated JPEG ``data_batch_<N>``: the pickled tuple ``(jpegs, sizes, labels)``.
+
+    ``labels`` are the class indices with ``None`` (unlabelled test images) read as 0 and
+    ``batches.meta['label_offset']`` added (driver.md §D.4); ``wnids`` the first member of
+    every label pair. ``sizes`` is kept as read; the provider ignores it, as the release did.
+    """
+
+    path: Path
+    jpegs: list[bytes]
+    labels: np.ndarray  # (N,) int64
+    wnids: list[Any]
+    sizes: Any = None
+
+    @property
+    def num_cases(self) -> int:
+        return len(self.jpegs)
+
+
+def validate_jpeg_batch(obj: Any, path: str | os.PathLike, meta: BatchMeta | None = None) -> JpegBatch:
+    """Check a loaded JPEG batch (driver.md §D.4) against `meta` (class count, ``label_offset``)."""
+    path = Path(path)
+    if isinstance(obj, dict):
+        raise DataError("holds a dict (the raw-pixel format of inet-lr-cropped or cifar, driver.md §D.5); "
+                        "inet-lr-cropped-jpeg reads a tuple (jpegs, sizes, labels)", file=path)
+    if not isinstance(obj, (tuple, list)) or len(obj) != 3:
+        kind = f"a {type(obj).__name__} of {len(obj)}" if isinstance(obj, (tuple, list)) else type(obj).__name__
+        raise DataError(f"must hold a pickled 3-tuple (jpegs, sizes, labels), driver.md §D.4 (got {kind})",
+                        file=path)
+    jpegs_in, sizes, labels_in = obj
+    if not isinstance(jpegs_in, (list, tuple)):
+        raise DataError(f"must be a list of JPEG byte strings (got {type(jpegs_in).__name__})", file=path,
+                        key="jpegs")
+    jpegs = []
+    for i, j in enumerate(jpegs_in):
+        if isinstance(j, (bytes, bytearray, np.bytes_)):
+            jpegs.append(bytes(j))
+        elif isinstance(j, str):  # a Python 2 str read with latin1: the original bytes
+            jpegs.append(j.encode("latin1"))
+        else:
+            raise DataError(f"entry {i} is {type(j).__name__}, not JPEG bytes", file=path, key="jpegs")
+    if not isinstance(labels_in, (list, tuple)):
+        raise DataError(f"must be a list of (wnid, class index) pairs (got {type(labels_in).__name__})",
+                        file=path, key="labels")
+    if len(labels_in) != len(jpegs):
+        raise DataError(f"{len(labels_in)} labels for {len(jpegs)} JPEG images: the batch is truncated or "
+                        "damaged", file=path, key="labels")
+    offset = 0 if meta is None else meta.raw.get("label_offset", 0) or 0
+    if _int_value(offset) is None:
+        raise DataError(f"must be an integer (got {offset!r})", file=None if meta is None else meta.path,
+                        key="label_offset")
+    wnids, idx = [], []
+    for i, pair in enumerate(labels_in):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise DataError(f"entry {i} is {pair!r}, not a pair (wnid, class index)", file=path, key="labels")
+        wnid, k = pair
+        if k is None:
+            k = 0  # unlabelled test images get label 0 (§D.4)
+        elif _int_value(k) is None:
+            raise DataError(f"entry {i}: class index {k!r} is not an integer", file=path, key="labels")
+        wnids.append(_as_str(wnid) if _as_str(wnid) is not None else wnid)
+        idx.append(int(k) + int(offset))
+    labels = np.asarray(idx, dtype=np.int64)
+    if meta is not None and labels.size:
+        bad = np.flatnonzero((labels < 0) | (labels >= meta.num_classes))
+        if bad.size:
+            i = int(bad[0])
+            shift = f" (class index + label_offset {offset})" if offset else ""
+            raise DataError(f"label {int(labels[i])}{shift} at position {i} is out of range "
+                            f"0..{meta.num_classes - 1} (len(label_names) = {meta.num_classes}; "
+                            f"{bad.size} label(s) out of range)", file=path, key="labels")
+    return JpegBatch(path=path, jpegs=jpegs, labels=labels, wnids=wnids, sizes=sizes)
+
+
+def read_jpeg_batch(data_dir: str | os.PathLike, batch_num: int, meta: BatchMeta | None = None) -> JpegBatch:
+    """Read and validate the JPEG batch ``<data_dir>/data_batch_<batch_num>`` (driver.md §D.4)."""
+    path = batch_path(data_dir, batch_num)
+    if not path.is_file():
+        folder = Path(data_dir)
+        present = list_batches(folder) if folder.is_dir() else []
+        raise DataError(f"missing (batches in {folder}: {_ranges_text(present)})", file=path)
+    return validate_jpeg_batch(load_pickle(path), path, meta)
+
+
+def write_jpeg_batch(path: str | os.PathLike, jpegs: Sequence[bytes], labels: Sequence[int],
+                     wnids: Sequence[str], sizes: Sequence[tuple[int, int]] | None = None) -> Path:
+    """Write a JPEG batch ``(jpegs, sizes, [(wnid, index), ...])`` (driver.md §D.4), protocol 2,
+    atomically. `sizes` defaults to a list of None (the reader ignores it)."""
+    jpegs = [bytes(j) for j in jpegs]
+    labels = [int(x) for x in labels]
+    if not (len(jpegs) == len(labels) == len(wnids)):
+        raise ValueError(f"{len(jpegs)} JPEGs, {len(labels)} labels and {len(wnids)} wnids: need one of each "
+                         "per image")
+    sizes = [None] * len(jpegs) if sizes is None else [None if x is None else tuple(int(v) for v in x) for x in sizes]
+    return save_pickle(path, (jpegs, sizes, [(str(w), k) for w, k in zip(wnids, labels)]))

@@ -40,24 +40,31 @@ def signature(net: EngineNet) -> list[list[Any]]:
     return sig
 
 
-def _arrays(net: EngineNet) -> dict[str, np.ndarray]:
-    arrays = {}
+def _targets(net: EngineNet) -> dict[str, tuple[str, str, int]]:
+    """Checkpoint array name -> (kind, layer, input) of EngineNet.array / set_array."""
+    targets = {}
     for layer in net.config.layers.values():
         if layer.type not in WEIGHT_TYPES:
             continue
         for i, src in enumerate(layer.weight_sources):
             if src is None:  # a shared matrix is stored once, by its owner
-                arrays[f"{layer.name}/weights/{i}"] = net.weights(layer.name, i)
-                arrays[f"{layer.name}/weights_inc/{i}"] = net.weight_inc(layer.name, i)
-        arrays[f"{layer.name}/biases"] = net.biases(layer.name)
-        arrays[f"{layer.name}/biases_inc"] = net.bias_inc(layer.name)
-    return arrays
+                targets[f"{layer.name}/weights/{i}"] = ("weights", layer.name, i)
+                targets[f"{layer.name}/weights_inc/{i}"] = ("weight_inc", layer.name, i)
+        targets[f"{layer.name}/biases"] = ("biases", layer.name, 0)
+        targets[f"{layer.name}/biases_inc"] = ("bias_inc", layer.name, 0)
+    return targets
+
+
+def _arrays(net: EngineNet) -> dict[str, np.ndarray]:
+    # views on the CPU, copies on CUDA (EngineNet.array)
+    return {name: net.array(*target) for name, target in _targets(net).items()}
 
 
 def save_checkpoint(path: str | Path, net: EngineNet, state: dict[str, Any] | None = None) -> None:
     """Write `net`'s weights and increments and `state` (JSON-able) to `path`, atomically."""
     meta = {"format": MAGIC, "version": VERSION, "layers_file": net.config.path,
-            "params_file": net.config.params_path, "signature": signature(net), "state": state or {}}
+            "params_file": net.config.params_path, "image_size": list(net.config.profile.image),
+            "signature": signature(net), "state": state or {}}
     header = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
     # Streamed into the temporary file; Fortran-ordered fc matrices are stored as
     # they are (np.save records the order).
@@ -109,6 +116,58 @@ def load_checkpoint(path: str | Path, net: EngineNet) -> dict[str, Any]:
     for name, target in targets.items():
         if name not in arrays or arrays[name].shape != target.shape:
             raise ReplayError(f"{path}: array '{name}' is missing or has the wrong shape")
-    for name, target in targets.items():
-        target[...] = arrays[name]
+    for name, (kind, layer, i) in _targets(net).items():  # set_array: the same on CPU and CUDA
+        net.set_array(kind, layer, arrays[name], i)
     return meta["state"]
+
+
+def convert_checkpoint(source: str | Path, target: str | Path, *, layers: str | None = None,
+                       params: str | None = None, image_size: tuple[int, int, int] | None = None) -> str:
+    """Convert between this project's format (``.npz``) and the release's pickle (driver.md §C.7),
+    the direction chosen by what `source` is. The network is rebuilt from `layers`/`params` or,
+    when not given, from the files the checkpoint names (the own format's meta; the release's
+    ``--layer-def``/``--layer-params`` options); its weights, biases and increments are loaded
+    (a checkpoint of another network is refused) and written in the other format, atomically.
+    Returns the target's format: ``"release"`` or ``"own"``.
+    """
+    from ..original.shownet import load as load_config
+    from .release_checkpoint import (is_release_checkpoint, load_release_checkpoint, read_release_checkpoint,
+                                     save_release_checkpoint)
+
+    source, target = Path(source), Path(target)
+    if not source.is_file():
+        raise ReplayError(f"{source}: no such checkpoint file")
+    if source.resolve() == target.resolve():
+        raise ReplayError(f"{target}: the converted file would overwrite its source")
+    if is_release_checkpoint(source):
+        release = read_release_checkpoint(source)
+        layers = layers or release.options.get("layer_def")
+        params = params or release.options.get("layer_params")
+        if image_size is None:  # the data layer's record says how many values an image has
+            data = [r for r in release.layers.values() if r.get("type") == "data" and r.get("dataIdx") == 0]
+            if data and isinstance(data[0].get("outputs"), int):
+                side = int(round((data[0]["outputs"] / 3) ** 0.5))
+                image_size = (3, side, side)
+        state = {"epoch": release.epoch, "batchnum": release.batchnum, "batches_done": release.batches_done,
+                 "options": release.options,
+                 "last_test": (release.test_outputs[-1][0] if release.test_outputs
+                               and isinstance(release.test_outputs[-1], (tuple, list)) else None)}
+    else:
+        meta, _ = read_checkpoint(source)
+        layers = layers or meta.get("layers_file")
+        params = params or meta.get("params_file")
+        if image_size is None and meta.get("image_size"):
+            image_size = tuple(meta["image_size"])
+        state = meta.get("state") or {}
+    if not layers or not params:
+        raise ReplayError(f"{source}: the checkpoint does not name its layer-definition and parameter files; "
+                          "give --layer-def and --layer-params")
+    config, _ = load_config(layers, params, image_size=image_size)
+    net = EngineNet(config, 1, 0)
+    if is_release_checkpoint(source):
+        load_release_checkpoint(release, net)
+        save_checkpoint(target, net, state)
+        return "own"
+    load_checkpoint(source, net)
+    save_release_checkpoint(target, net, state)
+    return "release"

@@ -38,6 +38,8 @@ from ..engine import EngineNet
 from ..errors import ReplayError
 from ..original.shownet import load as load_config
 from . import checkpoint as ckpt
+from .release_checkpoint import is_release_checkpoint, load_release_checkpoint, read_release_checkpoint
+from .multiview import multiview_costs
 from .providers import batch_rng, make_provider, minibatches
 
 # (option, type, default; None = mandatory unless excused). §C.2.
@@ -46,7 +48,7 @@ OPTIONS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "data_provider": (str, ""), "test_freq": (int, 50), "epochs": (int, 50000), "max_filesize": (int, 0),
     "test_one": (int, 1), "mini": (int, 128), "layer_def": (str, None), "layer_params": (str, None),
     "crop_border": (int, 4), "color_noise": (float, 0.0), "test_only": (int, 0), "seed": (int, 0),
-    "device": (str, "cpu"),
+    "device": (str, "cpu"), "multiview_test": (int, 0), "scalar_mean": (float, 0.0), "decode_workers": (int, 1),
 }
 SET_ONCE = ("layer_def", "crop_border")
 
@@ -61,7 +63,10 @@ def parse_range(text: str, option: str) -> list[int]:
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-f", dest="load_file", metavar="PATH", help="resume from a checkpoint file or folder")
+    p.add_argument("-f", dest="load_file", metavar="PATH",
+                   help="resume from a checkpoint file or folder (this project's .npz, or the release's pickle)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar and no per-batch or per-test lines; only the final result")
     for name, (kind, default) in OPTIONS.items():
         flag = "--" + name.replace("_", "-")
         shown = "mandatory" if default is None else repr(default)
@@ -82,17 +87,17 @@ def _options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any] |
     given = {k: getattr(args, k) for k in OPTIONS if getattr(args, k) is not None}
     state, source = None, None
     if args.load_file:
-        source = Path(args.load_file)
-        if source.is_dir():
-            files = sorted(source.glob("*.npz"), key=lambda p: [int(t) for t in re.findall(r"\d+", p.name)])
-            if not files:
-                raise ReplayError(f"{source}: no checkpoint in this folder")
-            source = files[-1]
-        meta, _ = ckpt.read_checkpoint(source)
-        state = meta["state"]
+        source = _checkpoint_file(Path(args.load_file))
+        if is_release_checkpoint(source):  # driver.md §C.7: the 2012 driver's pickle
+            release = read_release_checkpoint(source)
+            state = {"epoch": release.epoch, "batchnum": release.batchnum,
+                     "batches_done": release.batches_done, "options": release.options, "release": True}
+        else:
+            meta, _ = ckpt.read_checkpoint(source)
+            state = meta["state"]
         stored = dict(state.get("options", {}))
         for key in SET_ONCE:
-            if key in given and given[key] != stored.get(key):
+            if key in given and stored.get(key) is not None and given[key] != stored.get(key):
                 raise ReplayError(f"--{key.replace('_', '-')} is set once, when a run starts; this checkpoint "
                                   f"has {stored.get(key)!r}")
         options = {**{k: d for k, (_, d) in OPTIONS.items()}, **stored, **given}
@@ -104,12 +109,78 @@ def _options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any] |
     missing = [k for k in needed if options.get(k) is None]
     if missing:
         raise ReplayError("missing options: " + ", ".join("--" + k.replace("_", "-") for k in missing))
-    if options["device"] != "cpu":
-        raise ReplayError(f"--device {options['device']}: this build trains on the CPU only (the CUDA backend "
-                          "is not there yet)")
+    if options["device"] not in ("cpu", "cuda"):
+        raise ReplayError(f"--device {options['device']}: must be cpu or cuda")
     if options["mini"] < 1 or options["test_freq"] < 1 or options["epochs"] < 1:
         raise ReplayError("--mini, --test-freq and --epochs must be >= 1")
     return options, state, source
+
+
+def _checkpoint_file(source: Path) -> Path:
+    """A checkpoint file, or the last one in natural order in a folder (§C.7): this project's
+    ``E.B.npz`` files, else the release's ``E.B`` pickles."""
+    if not source.is_dir():
+        return source
+    key = lambda p: [int(t) for t in re.findall(r"\d+", p.name)]  # noqa: E731
+    files = sorted(source.glob("*.npz"), key=key) or \
+        sorted((p for p in source.iterdir() if re.fullmatch(r"\d+\.\d+", p.name)), key=key)
+    if not files:
+        raise ReplayError(f"{source}: no checkpoint in this folder")
+    return files[-1]
+
+
+class _Log:
+    """The release's log lines on `out`; with a terminal on stderr a tqdm bar (batches, images/s,
+    ETA) there; `quiet` keeps only what :meth:`final` prints."""
+
+    def __init__(self, out, quiet: bool, total_batches: int) -> None:
+        self.out, self.quiet = out, quiet
+        self.bar = None
+        self.images, self.started = 0, time.perf_counter()
+        if not quiet and total_batches > 0 and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total_batches, unit="batch", file=sys.stderr, dynamic_ncols=True, leave=False)
+
+    def __call__(self, text: str, flush: bool = False) -> None:
+        if self.quiet:
+            return
+        if self.bar is not None:
+            self.bar.clear()
+        print(text, file=self.out, flush=flush or self.bar is not None)
+        if self.bar is not None:
+            self.bar.refresh()
+
+    def batch_done(self, cases: int) -> None:
+        self.images += cases
+        if self.bar is not None:
+            rate = self.images / max(time.perf_counter() - self.started, 1e-9)
+            self.bar.set_postfix_str(f"{rate:.0f} images/s", refresh=False)
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def final(self, text: str) -> None:
+        self.close()
+        print(text, file=self.out, flush=True)
+
+
+def _new_run_folder(save_path: Path) -> Path:
+    """§C.7's ``ConvNet__<timestamp>`` folder, created here. A second run started in the
+    same second in the same save path gets ``_2``, ``_3``, ... rather than sharing it."""
+    save_path.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now().strftime("ConvNet__%Y-%m-%d_%H.%M.%S")
+    for k in range(1, 1000):
+        folder = save_path / (stamp if k == 1 else f"{stamp}_{k}")
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            continue
+    raise ReplayError(f"{save_path}: could not make a new run folder for {stamp}")
 
 
 def _print_costs(costs: dict[str, list[float]], cases: int) -> str:
@@ -128,31 +199,70 @@ def _run_batch(net: EngineNet, matrices: Sequence[np.ndarray], mini: int, train:
     return totals
 
 
-def train(args: argparse.Namespace, out=sys.stdout) -> tuple[Run, EngineNet]:
+def train(args: argparse.Namespace, out=None,
+          on_save: Callable[[Path], None] | None = None) -> tuple[Run, EngineNet]:
+    """Run the driver with `args` (see :func:`add_train_arguments`); log lines go to `out`
+    (default: the current sys.stdout). `on_save(path)` is called after each checkpoint is written."""
+    providers: list = []
+    try:
+        return _train(args, out, on_save, providers)
+    finally:  # stop prefetch threads and decoding processes here, not in a finalizer later
+        for dp in providers:
+            close = getattr(dp, "close", None)
+            if close is not None:
+                close()
+
+
+def _train(args: argparse.Namespace, out, on_save, providers: list) -> tuple[Run, EngineNet]:
+    out = out if out is not None else sys.stdout
     options, state, source = _options(args)
+    quiet = bool(getattr(args, "quiet", False))
     train_range = parse_range(options["train_range"], "train_range")
     test_range = parse_range(options["test_range"], "test_range")
     dp = options["data_provider"] or None
-    train_dp = make_provider(dp, options["data_path"], train_range, crop_border=options["crop_border"],
-                             color_noise=options["color_noise"])
-    test_dp = make_provider(dp, options["data_path"], test_range, test=True, crop_border=options["crop_border"])
+    common = dict(crop_border=options["crop_border"], workers=options["decode_workers"],
+                  scalar_mean=bool(options["scalar_mean"]))
+    train_dp = make_provider(dp, options["data_path"], train_range, color_noise=options["color_noise"], **common)
+    providers.append(train_dp)
+    test_dp = make_provider(dp, options["data_path"], test_range, test=True,
+                            multiview=bool(options["multiview_test"]), **common)
+    providers.append(test_dp)
     side = int(round((train_dp.get_data_dims(0) / 3) ** 0.5))
     config, _ = load_config(options["layer_def"], options["layer_params"], image_size=(3, side, side))
-    net = EngineNet(config, options["mini"], options["seed"])
+    net = EngineNet(config, options["mini"], options["seed"], options["device"])  # cuda: ReplayError if unusable
     if state is not None:
         assert source is not None
-        ckpt.load_checkpoint(source, net)
+        if state.get("release"):
+            load_release_checkpoint(source, net)
+        else:
+            ckpt.load_checkpoint(source, net)
         run = Run(options, source.parent, state["epoch"], state["batchnum"], state["batches_done"])
-        print(f"Resumed from {source} (epoch {run.epoch}, batch {run.batchnum})", file=out)
+        if not quiet:
+            print(f"Resumed from {source} (epoch {run.epoch}, batch {run.batchnum})", file=out)
     else:
-        folder = Path(options["save_path"]) / datetime.now().strftime("ConvNet__%Y-%m-%d_%H.%M.%S")
-        folder.mkdir(parents=True, exist_ok=False)
+        folder = _new_run_folder(Path(options["save_path"]))
         run = Run(options, folder, 1, train_range[0] - 1, 0)  # "batch before the first"
     if options["test_only"]:
         _test(net, test_dp, test_range, run, out, all_batches=True)
         return run, net
 
     total = options["epochs"] * len(train_range)
+    log = _Log(out, quiet, total + 1 - run.batches_done)  # §C.4: through epoch N, plus one batch
+    try:
+        _train_loop(net, run, options, train_range, test_range, train_dp, test_dp, total, log, on_save)
+    finally:
+        log.close()
+    last = run.options.get("_last_test")
+    if quiet:
+        log.final(f"Stopped after {run.epoch}.{run.batchnum}; last test output: "
+                  + (_print_costs(last, 1) if last else "(no test in this run)")
+                  + f"; last checkpoint: {run.options.get('_last_saved') or '(none written)'}")
+    return run, net
+
+
+def _train_loop(net: EngineNet, run: Run, options: dict[str, Any], train_range: list[int],
+                test_range: list[int], train_dp, test_dp, total: int, log: _Log,
+                on_save: Callable[[Path], None] | None) -> None:
     last_epoch = run.epoch
     test_index = 0
     while last_epoch <= options["epochs"]:  # §C.4 stop rule: one batch into epoch N+1
@@ -168,18 +278,23 @@ def train(args: argparse.Namespace, out=sys.stdout) -> tuple[Run, EngineNet]:
         net.set_progress(min(max((run.batches_done - 1) / total, 0.0), 1.0))
         matrices = train_dp.get_batch(batchnum, rng=batch_rng(options["seed"], epoch, batchnum)) \
             if hasattr(train_dp, "num_views") else train_dp.get_batch(batchnum)
+        if hasattr(train_dp, "prefetch"):  # the next batch is decoded while this one trains (§C.4)
+            ne, nb = (epoch, train_range[i + 1]) if i + 1 < len(train_range) else (epoch + 1, train_range[0])
+            train_dp.prefetch(nb, batch_rng(options["seed"], ne, nb))
         costs = _run_batch(net, matrices, options["mini"], train=True)
         cases = matrices[0].shape[1]
         line = f"{epoch}.{batchnum}... {_print_costs(costs, cases)}"
         if run.batches_done % options["test_freq"] == 0:
-            print(line, file=out)
-            test_index = _test(net, test_dp, test_range, run, out, start=test_index,
+            log(line)
+            test_index = _test(net, test_dp, test_range, run, log, start=test_index,
                                all_batches=not options["test_one"])
-            _save(net, run, out)
+            path = _save(net, run, log)
+            if on_save is not None:
+                on_save(path)
             line = ""
-        print(f"{line} ({time.perf_counter() - started:.2f} sec)".strip(), file=out, flush=True)
+        log(f"{line} ({time.perf_counter() - started:.2f} sec)".strip(), flush=True)
+        log.batch_done(cases)
         last_epoch = epoch
-    return run, net
 
 
 def _test(net: EngineNet, test_dp, test_range: list[int], run: Run, out, start: int = 0,
@@ -189,16 +304,22 @@ def _test(net: EngineNet, test_dp, test_range: list[int], run: Run, out, start: 
     cases = 0
     for b in batches:
         matrices = test_dp.get_batch(b)
-        costs = _run_batch(net, matrices, run.options["mini"], train=False)
-        cases += matrices[0].shape[1]
+        views = getattr(test_dp, "num_views", 1)
+        costs = multiview_costs(net, matrices, views, run.options["mini"]) if views > 1 \
+            else _run_batch(net, matrices, run.options["mini"], train=False)
+        cases += matrices[0].shape[1] // views
         for name, values in costs.items():
             totals[name] = [a + c for a, c in zip(totals.get(name, [0.0] * len(values)), values)]
-    print("=" * 24 + "\nTest output: " + _print_costs(totals, cases), file=out)
+    text = "=" * 24 + "\nTest output: " + _print_costs(totals, cases)
+    if isinstance(out, _Log):
+        out(text)
+    else:
+        print(text, file=out)
     run.options["_last_test"] = {k: [v / cases for v in vs] for k, vs in totals.items()}
     return (start + 1) % len(test_range)
 
 
-def _save(net: EngineNet, run: Run, out) -> None:
+def _save(net: EngineNet, run: Run, log: _Log) -> Path:
     path = run.folder / f"{run.epoch}.{run.batchnum}.npz"
     options = {k: v for k, v in run.options.items() if not k.startswith("_")}
     ckpt.save_checkpoint(path, net, {"epoch": run.epoch, "batchnum": run.batchnum,
@@ -212,4 +333,6 @@ def _save(net: EngineNet, run: Run, out) -> None:
         if older == path or sum(f.stat().st_size for f in run.folder.glob("*.npz")) <= limit:
             break
         older.unlink()
-    print("-" * 24 + f"\nSaved checkpoint to {path}\n" + "=" * 24, file=out)
+    run.options["_last_saved"] = str(path)
+    log("-" * 24 + f"\nSaved checkpoint to {path}\n" + "=" * 24)
+    return path

@@ -1,6 +1,7 @@
-"""Write data folders in the release's format (driver.md §D.1, §D.3): from arrays, from
-scikit-learn's handwritten digits (a small demo set in CIFAR's shape), and from the
-CIFAR-10 python archive.
+"""Write data folders in the release's format (driver.md §D.1, §D.3, §D.4, §D.5): from arrays,
+from scikit-learn's handwritten digits (a small demo set in CIFAR's shape), from the
+CIFAR-10 python archive, and from a folder of images with one subfolder per class
+(ImageNet's JPEG batches or raw-pixel batches).
 
 ``batches.meta`` gets ``data_mean`` (float64 column, the per-pixel mean of the
 statistics images), ``label_names``, ``num_vis`` and ``color_pca`` = (s, V) from the
@@ -14,8 +15,11 @@ principal axis, in pixel units 0…255).
 
 from __future__ import annotations
 
+import io
 import os
+import shutil
 import tarfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -23,14 +27,20 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ReplayError
-from .batches import BatchMeta, _dict_keys_as_str, batch_path, write_batch, write_meta
+from .batches import (META_NAME, BatchMeta, _dict_keys_as_str, batch_path, read_batch, read_jpeg_batch,
+                      read_meta, write_batch, write_jpeg_batch, write_meta)
 from .pickles import DataError, loads_pickle
 
 __all__ = [
     "MadeBatches",
     "cifar10_python_archive",
     "digits_batches",
+    "image_folder_batches",
+    "list_image_folder",
+    "load_image_resized",
     "make_batches_from_arrays",
+    "pca_from_covariance",
+    "pixel_covariance",
     "pixel_pca",
     "render_digits",
 ]
@@ -47,15 +57,10 @@ class MadeBatches:
     test_batches: list[int]
 
 
-def pixel_pca(images: np.ndarray, data_mean: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-    """PCA of RGB pixel values for colour noise (driver.md §D.4 ``color_pca``, §D.6).
-
-    `images` (N, 3, H, W); `data_mean` (3·H·W) the per-pixel mean. Every pixel of every
-    image, minus the mean image, is one RGB sample; the 3×3 covariance (divided by the
-    number of samples) is accumulated in float64 and eigen-decomposed.
-    Returns s (3,) float32 = sqrt(eigenvalues), largest first, and V (3, 3) float32 with
-    the unit eigenvectors in columns, each signed so that its components sum to >= 0.
-    """
+def pixel_covariance(images: np.ndarray, data_mean: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray, int]:
+    """The RGB scatter of `images` (N, 3, H, W) about the per-pixel `data_mean` (3·H·W): every
+    pixel of every image, minus the mean image, is one RGB sample. Returns (the 3×3 sum of
+    outer products in float64, the number of samples), so that batches can be added up."""
     n, c = images.shape[:2]
     if c != 3:
         raise ValueError(f"pixel_pca needs RGB images (N, 3, H, W), got shape {images.shape}")
@@ -66,8 +71,13 @@ def pixel_pca(images: np.ndarray, data_mean: np.ndarray, chunk: int = 2048) -> t
         x = images[start:start + chunk].reshape(-1, 3, mean.shape[2]).astype(np.float64) - mean
         cov += np.einsum("ncp,ndp->cd", x, x)
         count += x.shape[0] * x.shape[2]
-    cov /= max(count, 1)
-    vals, vecs = np.linalg.eigh(cov)
+    return cov, count
+
+
+def pca_from_covariance(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """s (3,) float32 = sqrt(eigenvalues of `cov`), largest first, and V (3, 3) float32 with the
+    unit eigenvectors in columns, each signed so that its components sum to >= 0."""
+    vals, vecs = np.linalg.eigh(np.asarray(cov, dtype=np.float64))
     order = np.argsort(vals)[::-1]
     vals, vecs = vals[order], vecs[:, order]
     for j in range(3):
@@ -76,6 +86,17 @@ def pixel_pca(images: np.ndarray, data_mean: np.ndarray, chunk: int = 2048) -> t
         if total < -1e-12 or (abs(total) <= 1e-12 and col[np.argmax(np.abs(col))] < 0):
             vecs[:, j] = -col
     return np.sqrt(np.clip(vals, 0.0, None)).astype(np.float32), vecs.astype(np.float32)
+
+
+def pixel_pca(images: np.ndarray, data_mean: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """PCA of RGB pixel values for colour noise (driver.md §D.4 ``color_pca``, §D.6).
+
+    `images` (N, 3, H, W); `data_mean` (3·H·W) the per-pixel mean. The 3×3 covariance of
+    :func:`pixel_covariance` (divided by the number of samples) is eigen-decomposed
+    (:func:`pca_from_covariance`): s = sqrt(eigenvalues), V = eigenvectors in columns.
+    """
+    cov, count = pixel_covariance(images, data_mean, chunk)
+    return pca_from_covariance(cov / max(count, 1))
 
 
 def _batch_sizes(n: int, batch_size: int | Sequence[int]) -> list[int]:
@@ -259,3 +280,138 @@ def cifar10_python_archive(archive_path: str | os.PathLike, out_dir: str | os.Pa
     extra = {"dp_type": dp_type} if dp_type else {}
     return make_batches_from_arrays(images, labels, names, out_dir, sizes, stats_images=sum(sizes[:5]),
                                     num_test_batches=1, **extra)
+
+
+# -- a folder of images, one subfolder per class ---------------------------------------------------
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+def list_image_folder(folder: str | os.PathLike) -> tuple[list[str], list[tuple[Path, int]]]:
+    """(class names, [(image path, class index)]): the subfolders of `folder` in sorted order are
+    the classes; their files with an image suffix (any case) are the images, sorted by name."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise DataError("is not a folder (give a folder with one subfolder of images per class)", file=root)
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise DataError("has no class subfolders (expected one subfolder of images per class)", file=root)
+    items = []
+    for k, name in enumerate(classes):
+        files = sorted(p for p in (root / name).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DataError(f"holds no image files ({', '.join(IMAGE_SUFFIXES)})", file=root / name)
+        items += [(p, k) for p in files]
+    return classes, items
+
+
+def load_image_resized(path: str | os.PathLike, size: int):
+    """An image file as an RGB Pillow image of size×size: the shorter side scaled to `size`
+    (bicubic), then the centre size×size square, as the 2012 paper prepared ImageNet. Returns
+    (image, original (height, width)); a file Pillow cannot read raises DataError naming it."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            rgb = im.convert("RGB")
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+        raise DataError(f"cannot be read as an image ({type(exc).__name__}: {exc})", file=path) from None
+    w, h = rgb.size
+    scale = size / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    if (nw, nh) != (w, h):
+        rgb = rgb.resize((nw, nh), Image.Resampling.BICUBIC)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    return rgb.crop((left, top, left + size, top + size)), (h, w)
+
+
+def _encode_jpeg(img, quality: int) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=int(quality))
+    return buf.getvalue()
+
+
+def image_folder_batches(folder: str | os.PathLike, out_dir: str | os.PathLike, *, image_size: int = 256,
+                         batch_size: int = 1024, num_test_batches: int = 1, fmt: str = "jpeg", quality: int = 90,
+                         seed: int = 0, first_batch: int = 1) -> MadeBatches:
+    """Convert a folder of images (one subfolder per class) into ImageNet batches.
+
+    Every image is scaled and centre-cropped to `image_size` (:func:`load_image_resized`); the
+    images are shuffled (seeded) and cut into batches of `batch_size`, numbered from
+    `first_batch`; the last `num_test_batches` batches are the test batches.
+
+    * ``fmt="jpeg"``: ``inet-lr-cropped-jpeg`` batches (driver.md §D.4), the tuple
+      ``(jpegs, sizes, [(class folder name, class index), ...])``; the images are re-encoded by
+      Pillow at `quality`; ``sizes`` holds each source image's original (height, width).
+    * ``fmt="raw"``: ``inet-lr-cropped`` batches (§D.5), ``data`` (3·S² × N uint8) and ``labels``.
+
+    ``batches.meta`` gets ``data_mean`` and ``color_pca`` computed from the training batches'
+    pixels as the provider decodes them, ``label_names`` (the subfolder names), ``num_vis``,
+    ``batch_size`` and ``dp_type``. Everything is written into a temporary folder inside
+    `out_dir` and moved into place at the end, ``batches.meta`` last; on any error nothing
+    in `out_dir` changes.
+    """
+    from .providers import decode_image
+
+    if fmt not in ("jpeg", "raw"):
+        raise ReplayError(f"format must be 'jpeg' or 'raw' (got {fmt!r})")
+    if image_size < 1 or batch_size < 1 or num_test_batches < 0 or not 1 <= quality <= 100:
+        raise ReplayError(f"image size ({image_size}) and batch size ({batch_size}) must be >= 1, test batches "
+                          f"({num_test_batches}) >= 0, JPEG quality ({quality}) in 1..100")
+    names, items = list_image_folder(folder)
+    order = np.random.default_rng(seed).permutation(len(items))
+    parts = [order[a:a + batch_size] for a in range(0, len(items), batch_size)]
+    k_train = len(parts) - num_test_batches
+    if k_train < 1:
+        raise DataError(f"{len(items)} images make {len(parts)} batch(es) of {batch_size}; that leaves no "
+                        f"training batch after {num_test_batches} test batch(es)", file=folder)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".make-batches-", dir=out))
+    size, num_vis = int(image_size), 3 * int(image_size) ** 2
+    try:
+        total = np.zeros(num_vis, dtype=np.float64)
+        count = 0
+        nums = []
+        for i, part in enumerate(parts):
+            num = first_batch + i
+            pixels, jpegs, sizes = [], [], []
+            for j in part:
+                img, orig = load_image_resized(items[j][0], size)
+                if fmt == "jpeg":
+                    jpegs.append(_encode_jpeg(img, quality))
+                    pixels.append(decode_image(jpegs[-1], size))  # what the provider will see
+                    sizes.append(orig)
+                else:
+                    pixels.append(np.asarray(img).transpose(2, 0, 1))
+            labels = [items[j][1] for j in part]
+            arr = np.stack(pixels).reshape(len(part), num_vis)
+            if fmt == "jpeg":
+                write_jpeg_batch(batch_path(tmp, num), jpegs, labels, [names[k] for k in labels], sizes)
+            else:
+                write_batch(batch_path(tmp, num), np.ascontiguousarray(arr.T), labels, num_classes=len(names))
+            if i < k_train:
+                total += arr.sum(axis=0, dtype=np.float64)
+                count += len(part)
+            nums.append(num)
+        mean = total / count
+        cov, samples = np.zeros((3, 3)), 0
+        for num in nums[:k_train]:  # second pass: the scatter about the mean, from the written batches
+            if fmt == "jpeg":
+                imgs = np.stack([decode_image(b, size) for b in read_jpeg_batch(tmp, num).jpegs])
+            else:
+                imgs = read_batch(tmp, num).data.T.reshape(-1, 3, size, size)
+            c, m = pixel_covariance(imgs, mean)
+            cov, samples = cov + c, samples + m
+        pca = pca_from_covariance(cov / samples)
+        dp_type = "inet-lr-cropped-jpeg" if fmt == "jpeg" else "inet-lr-cropped"
+        write_meta(tmp, data_mean=mean, label_names=names, num_vis=num_vis, color_pca=pca,
+                   batch_size=int(batch_size), dp_type=dp_type)
+        for num in nums:
+            os.replace(batch_path(tmp, num), batch_path(out, num))
+        os.replace(tmp / META_NAME, out / META_NAME)
+        meta = read_meta(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return MadeBatches(out_dir=out, meta=meta, batch_nums=nums, train_batches=nums[:k_train],
+                       test_batches=nums[k_train:])

@@ -551,7 +551,7 @@ def test_cifar_provider(tmp_path):
 def test_provider_errors(tmp_path):
     d, *_ = write_folder(tmp_path, pca=False)
     raises_data_error(lambda: pv.make_provider(None, d, [1]), file=d / "batches.meta", key="dp_type")
-    for name, text in (("inet-lr-cropped-jpeg", "not implemented"), ("dummy-lr-3072", "not implemented"),
+    for name, text in (("inet-lr", "not implemented"), ("flickr-ce-cropped", "not implemented"),
                        ("bogus", "not a provider")):
         with pytest.raises(DataError, match=text):
             pv.make_provider(name, d, [1])

@@ -27,7 +27,8 @@ def _version_text() -> str:
     if info["cuda_compiled"]:
         seen = (f"{info['cuda_devices']} device(s)" if info["cuda_devices"]
                 else f"no device ({info['cuda_devices_reason']})")
-        cuda = f"yes ({info['cuda_compiler']}, architectures {info['cuda_archs']}); {seen}"
+        cuda = (f"yes ({info['cuda_compiler']}, architectures {info['cuda_archs']}); {seen}; "
+                f"GEMM: {info.get('cuda_gemm', '?')}")
     return "\n".join([
         f"alexnet-replay {__version__}",
         f"  engine      C++17, {info['cxx_compiler']}, {info['build_type']} build",
@@ -149,8 +150,63 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_schedule(args: argparse.Namespace) -> int:
+    from .harness import schedules
+
+    if args.action == "list":
+        for name in schedules.named_schedules():
+            sch = schedules.load_named(name)
+            print(f"{name:<14} {len(sch.stages)} stages  {sch.source:<16} {sch.description}")
+        return 0
+    schedule = schedules.load_schedule(args.schedule)
+    if args.action == "show":
+        print(schedules.describe(schedule))
+        return 0
+    if args.action == "export":
+        target = Path(args.to)
+        text = schedules.to_toml(schedule) if target.suffix == ".toml" else schedules.to_script(schedule)
+        if target.exists() and not args.force:
+            raise ReplayError(f"{target}: exists (give --force to replace it)")
+        from .harness.pickles import atomic_write_bytes
+
+        atomic_write_bytes(target, lambda f: f.write(text.encode("utf-8")))
+        print(f"{target}: schedule '{schedule.name}', {len(schedule.stages)} stages")
+        return 0
+    from .harness.driver import OPTIONS
+
+    overrides = {k: str(getattr(args, k)) for k in OPTIONS if getattr(args, k, None) is not None}
+    folder = schedules.run_schedule(schedule, args.out, overrides=overrides, cfg_dirs=args.cfg_dir or [],
+                                    start_from=args.load_file, quiet=args.quiet)
+    print(f"schedule '{schedule.name}' done: {len(schedule.stages)} stages; checkpoints in {folder}, "
+          f"log in {Path(args.out) / 'log.txt'}")
+    return 0
+
+
+def _cmd_checkpoint(args: argparse.Namespace) -> int:
+    from .harness.checkpoint import convert_checkpoint
+
+    target = Path(args.target)
+    if target.exists() and not args.force:
+        raise ReplayError(f"{target}: exists (give --force to replace it)")
+    fmt = convert_checkpoint(args.source, target, layers=args.layer_def, params=args.layer_params,
+                             image_size=args.image_size)
+    print(f"{target}: written in {'the release' if fmt == 'release' else 'this project'}'s format")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .harness.demo import run_demo
+
+    summary = run_demo(args.out, quick=args.quick, seed=args.seed, epochs=args.epochs, parity=not args.no_parity,
+                       quiet=args.quiet)
+    if args.quiet:
+        print(f"test accuracy {summary['test_accuracy']:.2%}; outputs in {args.out}")
+    parity = summary["parity"]
+    return 0 if not parity.get("ran") or parity.get("passed") else 1
+
+
 def _cmd_make_batches(args: argparse.Namespace) -> int:
-    from .harness.make_batches import cifar10_python_archive, digits_batches
+    from .harness.make_batches import cifar10_python_archive, digits_batches, image_folder_batches
 
     out = Path(args.out)
     if args.cifar10 and not Path(args.cifar10).is_file():
@@ -158,14 +214,18 @@ def _cmd_make_batches(args: argparse.Namespace) -> int:
     if out.exists() and any(out.iterdir()) and not args.force:
         raise ReplayError(f"{out}: folder is not empty (give --force to write into it)")
     out.mkdir(parents=True, exist_ok=True)
-    if args.digits:
+    if args.images:
+        made = image_folder_batches(args.images, out, image_size=args.image_size, batch_size=args.batch_size,
+                                    num_test_batches=args.test_batches, fmt=args.format, quality=args.quality,
+                                    seed=args.seed)
+    elif args.digits:
         made = digits_batches(out, seed=args.seed)
     else:
         made = cifar10_python_archive(Path(args.cifar10), out)
     print(f"{made.out_dir}: batches.meta and data_batch_{made.batch_nums[0]}..{made.batch_nums[-1]} "
           f"({made.meta.num_vis} values per image, {made.meta.num_classes} classes); "
           f"train {made.train_batches[0]}-{made.train_batches[-1]}, test "
-          f"{made.test_batches[0]}-{made.test_batches[-1]}")
+          + (f"{made.test_batches[0]}-{made.test_batches[-1]}" if made.test_batches else "none"))
     return 0
 
 
@@ -205,6 +265,51 @@ def _parser() -> argparse.ArgumentParser:
     add_train_arguments(p)
     p.set_defaults(handler=_cmd_train)
 
+    p = sub.add_parser("schedule", help="replay a run script of convnet.py lines or a TOML schedule (driver.md §E)")
+    ssub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    q = ssub.add_parser("list", help="the named schedules (driver.md §E.2, §E.3)")
+    q.set_defaults(handler=_cmd_schedule)
+    q = ssub.add_parser("show", help="the stages of a named schedule or a schedule file")
+    q.add_argument("schedule", help="a name (see 'schedule list'), a .toml file or a run script")
+    q.set_defaults(handler=_cmd_schedule)
+    q = ssub.add_parser("export", help="write a schedule as TOML or as a run script")
+    q.add_argument("schedule", help="a name, a .toml file or a run script")
+    q.add_argument("--to", required=True, metavar="FILE", help="FILE.toml, or any other name for a shell script")
+    q.add_argument("--force", action="store_true", help="replace FILE")
+    q.set_defaults(handler=_cmd_schedule)
+    q = ssub.add_parser("run", help="run the stages in order through the driver; re-run to continue after a kill")
+    q.add_argument("schedule", help="a name, a .toml file or a run script")
+    q.add_argument("--out", required=True, metavar="DIR",
+                   help="the schedule's folder: schedule.json (progress), log.txt, the run's checkpoints")
+    q.add_argument("--cfg-dir", action="append", metavar="DIR",
+                   help="where relative .cfg paths are looked up (also: the schedule's folder, the current "
+                        "folder, $ALEXNET_RELEASE_DIR)")
+    q.add_argument("--from", dest="load_file", metavar="CKPT",
+                   help="the checkpoint a first stage with -f resumes from (copied, never written to; also -f)")
+    add_train_arguments(q)  # driver options given here go to every stage and win over the schedule's
+    q.set_defaults(handler=_cmd_schedule)
+
+    p = sub.add_parser("checkpoint", help="the release's pickled checkpoints and this project's (driver.md §C.7)")
+    csub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    q = csub.add_parser("convert", help="convert a checkpoint to the other format (own .npz <-> release pickle)")
+    q.add_argument("source", help="a checkpoint: this project's .npz, or the release's pickle (also zipped)")
+    q.add_argument("target", help="the converted file")
+    q.add_argument("--layer-def", metavar="FILE", help="definition file (default: the one the checkpoint names)")
+    q.add_argument("--layer-params", metavar="FILE", help="parameter file (default: the one the checkpoint names)")
+    q.add_argument("--image-size", type=_image_size, metavar="C,H,W", help="input size (default: from the checkpoint)")
+    q.add_argument("--force", action="store_true", help="replace TARGET")
+    q.set_defaults(handler=_cmd_checkpoint)
+
+    p = sub.add_parser("demo", help="the whole replay on handwritten digits: data, training, test, parity")
+    p.add_argument("--out", default="alexnet-replay-demo", metavar="DIR",
+                   help="folder for data, checkpoint, log and parity report (default ./alexnet-replay-demo)")
+    p.add_argument("--quick", action="store_true", help="one epoch, to check the plumbing")
+    p.add_argument("--epochs", type=int, metavar="N", help="epochs to train (default 15; 1 with --quick)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data split, weights and draws")
+    p.add_argument("--no-parity", action="store_true", help="skip the parity check (it needs PyTorch)")
+    p.add_argument("--quiet", action="store_true", help="only the final line")
+    p.set_defaults(handler=_cmd_demo)
+
     p = sub.add_parser("parity", help="the engine against the PyTorch port, layer by layer, with a report")
     p.add_argument("layers", help="layer-definition file, or a bundled network name (cifar-18pct, paper-2012)")
     p.add_argument("params", nargs="?", default=None, help="layer-parameter file (bundled names bring theirs)")
@@ -232,13 +337,23 @@ def _parser() -> argparse.ArgumentParser:
                    help="output file: .pt for TorchScript, .onnx for ONNX (checked against the engine first)")
     p.set_defaults(handler=_cmd_export)
 
-    p = sub.add_parser("make-batches", help="write a data folder in the release's CIFAR batch format")
+    p = sub.add_parser("make-batches", help="write a data folder in the release's batch formats (CIFAR, ImageNet)")
     p.add_argument("out", help="folder to write data_batch_N and batches.meta into")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--digits", action="store_true",
                      help="scikit-learn's handwritten digits, rendered as 3x32x32 images (batches 1-5 train, 6 test)")
     src.add_argument("--cifar10", metavar="ARCHIVE", help="the standard CIFAR-10 python archive (.tar.gz)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the digits' split")
+    src.add_argument("--images", metavar="DIR", help="a folder of images, one subfolder per class: ImageNet-style "
+                     "batches (driver.md §D.4 JPEG, or §D.5 raw with --format raw)")
+    p.add_argument("--image-size", type=int, default=256, metavar="S",
+                   help="--images: images are scaled (shorter side) and centre-cropped to SxS (default 256)")
+    p.add_argument("--batch-size", type=int, default=1024, metavar="N", help="--images: images per batch (default 1024)")
+    p.add_argument("--test-batches", type=int, default=1, metavar="K",
+                   help="--images: the last K batches are test batches (default 1)")
+    p.add_argument("--format", choices=("jpeg", "raw"), default="jpeg",
+                   help="--images: JPEG batches (inet-lr-cropped-jpeg) or raw pixels (inet-lr-cropped)")
+    p.add_argument("--quality", type=int, default=90, help="--images: JPEG quality of the stored images (default 90)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split into batches (--digits, --images)")
     p.add_argument("--force", action="store_true", help="write into a folder that is not empty")
     p.set_defaults(handler=_cmd_make_batches)
 

@@ -1,0 +1,132 @@
+"""``alexnet-replay demo``: the whole replay on a small real data set, in a few minutes on a CPU.
+
+1. scikit-learn's handwritten digits (1797 images of 8x8, shipped inside scikit-learn)
+   are rendered into the release's CIFAR batch format: ``data_batch_1`` … ``_5`` for
+   training, ``data_batch_6`` (299 images) for testing, ``batches.meta`` with the mean.
+2. The project's own CIFAR-size network (``cifar-18pct``) is trained on them through
+   the same driver as ``alexnet-replay train`` (``--data-provider cifar``: whole 32x32
+   images, no crops or flips, which would turn a 6 into a 9's neighbour), with the demo's
+   parameter file ``cifar-18pct-demo.params.cfg``: its log lines, tests and checkpoints.
+3. The last checkpoint is tested on the whole test range (``--test-only 1 --test-one 0``).
+4. A parity check runs the engine and the PyTorch port on the same network, layer by
+   layer, at a small minibatch for a few steps (:func:`..modernize.parity.run_parity`).
+
+Everything goes into one folder (default ``./alexnet-replay-demo``): ``data/``, ``runs/``
+(the checkpoint folder), ``log.txt``, ``parity/`` (report.json, .md, .html) and
+``summary.json`` (docs/json-formats.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .. import networks
+from ..errors import ReplayError
+from .pickles import atomic_write_bytes
+
+DEMO_EPOCHS = 15
+QUICK_EPOCHS = 1
+SUMMARY_MAGIC = "alexnet-replay demo summary"
+
+
+def demo_params() -> Path:
+    return networks.bundled("cifar-18pct").layers.parent / "cifar-18pct-demo.params.cfg"
+
+
+class _Tee(io.TextIOBase):
+    def __init__(self, *streams) -> None:
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for s in self.streams:
+            s.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for s in self.streams:
+            s.flush()
+
+
+def _driver(argv: list[str], out, **kwargs):
+    from .driver import add_train_arguments, train
+
+    parser = argparse.ArgumentParser(prog="demo")
+    add_train_arguments(parser)
+    return train(parser.parse_args(argv), out=out, **kwargs)
+
+
+def run_demo(out_dir: str | Path = "alexnet-replay-demo", *, quick: bool = False, seed: int = 0,
+             epochs: int | None = None, parity: bool = True, quiet: bool = False, stdout=None) -> dict[str, Any]:
+    """Run the demo into `out_dir` and return its summary (also written as summary.json)."""
+    stdout = stdout or sys.stdout
+    started = time.perf_counter()
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ReplayError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / "summary.json").exists() and not (out / "data").is_dir():
+        raise ReplayError(f"{out}: folder is not empty and holds no earlier demo; give another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    epochs = epochs or (QUICK_EPOCHS if quick else DEMO_EPOCHS)
+
+    from .make_batches import digits_batches
+
+    data = out / "data"
+    made = digits_batches(data, seed=seed, dp_type="cifar")
+    say = (lambda text: None) if quiet else (lambda text: print(text, file=stdout, flush=True))
+    say(f"demo: {sum(1 for _ in made.batch_nums)} batches of handwritten digits in {data} "
+        f"(train {made.train_batches[0]}-{made.train_batches[-1]}, test {made.test_batches[0]})")
+
+    runs = out / "runs"
+    for old in runs.glob("ConvNet__*") if runs.is_dir() else []:  # an earlier demo's run: start clean
+        for f in old.iterdir():
+            f.unlink()
+        old.rmdir()
+    train_range = f"{made.train_batches[0]}-{made.train_batches[-1]}"
+    test_range = f"{made.test_batches[0]}-{made.test_batches[-1]}"
+    with open(out / "log.txt", "w", encoding="utf-8") as logfile:
+        log = logfile if quiet else _Tee(stdout, logfile)
+        t0 = time.perf_counter()
+        run, _ = _driver(["--data-path", str(data), "--save-path", str(runs), "--train-range", train_range,
+                          "--test-range", test_range, "--layer-def", "cifar-18pct",
+                          "--layer-params", str(demo_params()), "--data-provider", "cifar",
+                          "--test-freq", str(len(made.train_batches)), "--epochs", str(epochs), "--mini", "32",
+                          "--seed", str(seed)], log)
+        train_seconds = time.perf_counter() - t0
+        checkpoint = sorted(run.folder.glob("*.npz"))[-1]
+        tested, _ = _driver(["-f", str(checkpoint), "--test-only", "1", "--test-one", "0"], log)
+    test = tested.options["_last_test"]["logprob"]
+    accuracy = 1.0 - test[1]
+    say(f"demo: test accuracy {accuracy:.2%} on {test_range} ({epochs} epochs, {train_seconds:.0f} s of training)")
+
+    report_info: dict[str, Any] = {"ran": False}
+    if parity:
+        t0 = time.perf_counter()
+        try:
+            from ..modernize.parity import run_parity, write_report
+        except ImportError as exc:  # torch is an optional extra
+            report_info = {"ran": False, "reason": f"the PyTorch port is not installed ({exc})"}
+        else:
+            report = run_parity("cifar-18pct", str(demo_params()), minibatch=3, steps=2, seed=seed)
+            paths = write_report(report, out / "parity")
+            report_info = {"ran": True, "passed": bool(report.passed), "report": str(paths["md"]),
+                           "seconds": round(time.perf_counter() - t0, 2)}
+            say(f"demo: parity of engine and PyTorch port: {'passed' if report.passed else 'FAILED'} "
+                f"({paths['md']})")
+    summary = {
+        "format": SUMMARY_MAGIC, "version": 1, "seed": seed, "epochs": epochs, "quick": quick,
+        "test_accuracy": accuracy, "test_logprob": test[0], "test_error": test[1],
+        "train_seconds": round(train_seconds, 2), "seconds": round(time.perf_counter() - started, 2),
+        "data": str(data), "checkpoint": str(checkpoint), "log": str(out / "log.txt"), "parity": report_info,
+    }
+    text = json.dumps(summary, indent=1).encode("utf-8")
+    atomic_write_bytes(out / "summary.json", lambda f: f.write(text))
+    say(f"demo: outputs in {out}: data/ (batches), {checkpoint.relative_to(out)} (checkpoint), log.txt, "
+        + ("parity/ (report.md, .html, .json), " if report_info.get("ran") else "")
+        + f"summary.json; {summary['seconds']:.0f} s in all")
+    return summary
