@@ -33,44 +33,17 @@
 #include "alexnet/cpu/pool.h"
 #include "alexnet/cpu/softmax.h"
 #include "alexnet/cpu/update.h"
+#include "alexnet/net_plan.h"
 
 namespace alexnet {
 
 namespace {
 
-enum class Kind {
-  Data, Conv, Local, Fc, Pool, Rnorm, Cnorm, Cmrnorm, Neuron, Softmax, Dropout, Eltsum, Eltmax, Concat,
-  Nailbed, Blur, Href, Logreg, Sum2,
-};
-
-Kind kind_of(const LayerSpec& s) {
-  static const std::map<std::string, Kind> kinds = {
-      {"data", Kind::Data},       {"conv", Kind::Conv},       {"local", Kind::Local},
-      {"fc", Kind::Fc},           {"pool", Kind::Pool},       {"rnorm", Kind::Rnorm},
-      {"cnorm", Kind::Cnorm},     {"cmrnorm", Kind::Cmrnorm}, {"neuron", Kind::Neuron},
-      {"softmax", Kind::Softmax}, {"hs", Kind::Dropout},      {"eltsum", Kind::Eltsum},
-      {"eltmax", Kind::Eltmax},   {"concat", Kind::Concat},   {"nailbed", Kind::Nailbed},
-      {"blur", Kind::Blur},       {"href", Kind::Href},       {"cost.logreg", Kind::Logreg},
-      {"cost.sum2", Kind::Sum2},
-  };
-  auto it = kinds.find(s.type);
-  if (it == kinds.end())
-    throw std::invalid_argument("layer '" + s.name + "': the engine has no '" + s.type +
-                                "' layer (supported: data, conv, local, fc, pool, rnorm, cnorm, cmrnorm, neuron, "
-                                "softmax, hs, eltsum, eltmax, concat, nailbed, blur, href, cost.logreg, cost.sum2)");
-  return it->second;
-}
-
-bool is_weight_kind(Kind k) { return k == Kind::Conv || k == Kind::Local || k == Kind::Fc; }
+using Kind = LayerKind;
 
 // One weight matrix with its increment and (conv) gradient, owned by one layer.
-struct Weights {
+struct Weights : WeightParams {
   std::vector<float> w, inc, grad;
-  int64_t rows = 0, cols = 0;
-  float eps_base = 0.0f, mom = 0.0f, wc = 0.0f, wball = 0.0f, norm_min = 0.0f, norm_max = 0.0f;
-  Schedule sched;
-  float eps = 0.0f;             // scheduled rate of the current step
-  bool contributed = false;     // a gradient was formed this step (shared matrices add after the first)
 };
 
 struct LayerState {
@@ -143,17 +116,9 @@ Net::Net(std::vector<LayerSpec> specs, int64_t max_cases, uint64_t seed) : impl_
     LayerState& L = I.layers[li];
     L.spec = std::move(specs[li]);
     const LayerSpec& s = L.spec;
-    auto fail = [&](const std::string& why) { throw std::invalid_argument("layer '" + s.name + "': " + why); };
-    L.kind = kind_of(s);
-    if (I.index.count(s.name)) fail("name used twice");
-    I.index[s.name] = static_cast<int>(li);
-    for (int in : s.inputs) {
-      if (in < 0 || in >= static_cast<int>(li)) fail("inputs must be earlier layers");
-      I.layers[in].consumers.push_back(static_cast<int>(li));
-    }
-    if (L.kind != Kind::Data && s.inputs.empty()) fail("has no inputs");
-    const bool cost = L.kind == Kind::Logreg || L.kind == Kind::Sum2;
-    if (!cost && s.outputs < 1) fail("has no outputs");
+    auto fail = [&](const std::string& why) { fail_layer(s, why); };
+    L.kind = check_layer(s, static_cast<int>(li), I.index);
+    for (int in : s.inputs) I.layers[in].consumers.push_back(static_cast<int>(li));
     L.acts.assign(static_cast<size_t>(s.outputs * max_cases), 0.0f);
     L.grad.assign(static_cast<size_t>(s.outputs * max_cases), 0.0f);
     auto input_size = [&](size_t i) { return I.layers[s.inputs[i]].spec.outputs; };
@@ -162,66 +127,29 @@ Net::Net(std::vector<LayerSpec> specs, int64_t max_cases, uint64_t seed) : impl_
       case Kind::Conv:
       case Kind::Local: {
         if (s.conv.size() != s.inputs.size()) fail("needs one conv geometry per input");
-        for (size_t i = 0; i < s.conv.size(); ++i) {
-          const ConvInputSpec& c = s.conv[i];
-          cpu::ConvParams p;
-          p.channels = c.channels;
-          p.img_size = c.img_size;
-          p.filter_size = c.filter_size;
-          p.padding = c.padding;
-          p.stride = c.stride;
-          p.modules_x = s.modules_x;
-          p.filters = s.filters;
-          p.groups = c.groups;
-          p.filter_channels = c.filter_channels;
-          p.conns = c.conns.empty() ? nullptr : c.conns.data();
-          if (p.channels * p.img_size * p.img_size != input_size(i)) fail("input size does not match its geometry");
-          if (!c.conns.empty() && static_cast<int64_t>(c.conns.size()) != p.groups * p.filter_channels)
-            fail("connection table must have groups*filterChannels entries");
-          L.conv.push_back(p);
-        }
+        for (size_t i = 0; i < s.conv.size(); ++i) L.conv.push_back(conv_params(s, i, input_size(i)));
         if (s.filters * s.modules_x * s.modules_x != s.outputs) fail("outputs != filters * modules");
         break;
       }
-      case Kind::Pool: {
-        L.pool.kind = s.pool == "max" ? cpu::PoolKind::kMax
-                    : s.pool == "maxabs" ? cpu::PoolKind::kMaxAbs
-                    : s.pool == "avg" ? cpu::PoolKind::kAvg
-                    : (fail("pool '" + s.pool + "' is not supported (max, maxabs, avg)"), cpu::PoolKind::kMax);
-        L.pool.channels = s.channels;
-        L.pool.img_size = s.img_size;
-        L.pool.size_x = s.size_x;
-        L.pool.start = s.start;
-        L.pool.stride = s.stride;
-        L.pool.outputs_x = s.outputs_x;
+      case Kind::Pool:
+        L.pool = pool_params(s);
         break;
-      }
       case Kind::Rnorm:
       case Kind::Cnorm:
-        L.spatial = {s.channels, s.img_size, s.size, s.alpha, s.beta};
+        L.spatial = spatial_norm_params(s);
         L.denoms.assign(L.acts.size(), 0.0f);
         L.scratch.assign(L.acts.size(), 0.0f);
         if (L.kind == Kind::Cnorm) L.mean_diffs.assign(L.acts.size(), 0.0f);
         break;
       case Kind::Cmrnorm:
-        L.crossmap.channels = s.channels;
-        L.crossmap.size = s.size;
-        L.crossmap.alpha = s.alpha;
-        L.crossmap.beta = s.beta;
-        L.crossmap.min_div = s.min_div;
-        L.crossmap.blocked = s.blocked;
+        L.crossmap = cross_map_norm_params(s);
         L.denoms.assign(L.acts.size(), 0.0f);
         L.scratch.assign(L.acts.size(), 0.0f);
         break;
-      case Kind::Neuron: {
-        const cpu::NeuronInfo* info = cpu::find_neuron(s.neuron);
-        if (!info) fail("unknown neuron '" + s.neuron + "'");
-        L.neuron.type = info->type;
-        L.neuron.a = s.neuron_a;
-        L.neuron.b = s.neuron_b;
-        if (info->type == cpu::NeuronType::kNrelu) L.noise.assign(L.acts.size(), 0.0f);
+      case Kind::Neuron:
+        L.neuron = neuron_params(s);
+        if (L.neuron.type == cpu::NeuronType::kNrelu) L.noise.assign(L.acts.size(), 0.0f);
         break;
-      }
       case Kind::Dropout:
         L.mask.assign(L.acts.size(), 1.0f);
         break;
@@ -246,66 +174,31 @@ Net::Net(std::vector<LayerSpec> specs, int64_t max_cases, uint64_t seed) : impl_
     }
 
     if (is_weight_kind(L.kind)) {
+      check_weight_lists(s);
       const size_t n = s.inputs.size();
-      if (s.weight_rows.size() != n || s.weight_cols.size() != n || s.eps_w.size() != n || s.mom_w.size() != n ||
-          s.wc.size() != n || s.share_layer.size() != n || s.share_index.size() != n || s.sched_w.size() != n)
-        fail("needs one weight shape, sharing entry and learning parameter set per input");
       for (size_t i = 0; i < n; ++i) {
         if (s.share_layer[i] >= 0) {
-          const int src = s.share_layer[i];
-          if (src > static_cast<int>(li) || (src == static_cast<int>(li) && s.share_index[i] >= static_cast<int>(i)))
-            fail("weightSource must name an earlier matrix");
-          LayerState& owner = I.layers[src];
-          if (s.share_index[i] < 0 || s.share_index[i] >= static_cast<int>(owner.weights.size()))
-            fail("weightSource index out of range");
-          Weights* shared = owner.weights[s.share_index[i]];
-          if (shared->rows != s.weight_rows[i] || shared->cols != s.weight_cols[i]) fail("shared matrix shape differs");
-          L.weights.push_back(shared);
+          L.weights.push_back(shared_matrix(I.layers, s, static_cast<int>(li), i));
           continue;
         }
         auto w = std::make_unique<Weights>();
-        w->rows = s.weight_rows[i];
-        w->cols = s.weight_cols[i];
+        static_cast<WeightParams&>(*w) = weight_params(s, i);
         const size_t size = static_cast<size_t>(w->rows * w->cols);
         w->w.assign(size, 0.0f);
         w->inc.assign(size, 0.0f);
         if (L.kind == Kind::Conv) w->grad.assign(size, 0.0f);
-        w->eps_base = s.eps_w[i];
-        w->mom = s.mom_w[i];
-        w->wc = s.wc[i];
-        w->wball = i < s.wball_normed.size() ? s.wball_normed[i] : 0.0f;
-        w->norm_min = i < s.wcnorm_min.size() ? s.wcnorm_min[i] : 0.0f;
-        w->norm_max = i < s.wcnorm_max.size() ? s.wcnorm_max[i] : 0.0f;
-        w->sched = s.sched_w[i];
-        w->eps = w->eps_base;
         L.weights.push_back(w.get());
         L.owned.push_back(std::move(w));
       }
       L.has_bias = true;
-      L.bias.rows = s.bias_rows;
-      L.bias.cols = s.bias_cols;
+      static_cast<WeightParams&>(L.bias) = bias_params(s);
       const size_t bsize = static_cast<size_t>(s.bias_rows * s.bias_cols);
       L.bias.w.assign(bsize, 0.0f);
       L.bias.inc.assign(bsize, 0.0f);
       L.bias.grad.assign(bsize, 0.0f);
-      L.bias.eps_base = L.bias.eps = s.eps_b;
-      L.bias.mom = s.mom_b;
-      L.bias.sched = s.sched_b;
     }
   }
-  // Which layers need a gradient: those that learn, and everything above them.
-  for (LayerState& L : I.layers) {
-    bool learns = false;
-    for (Weights* w : L.weights) learns = learns || w->eps_base > 0.0f;
-    learns = learns || (L.has_bias && L.bias.eps_base > 0.0f);
-    bool below = false;
-    for (int in : L.spec.inputs) below = below || I.layers[in].needs_grad;
-    L.needs_grad = learns || below;
-  }
-  for (LayerState& L : I.layers)
-    if (L.kind == Kind::Softmax && L.consumers.size() == 1 && I.layers[L.consumers[0]].kind == Kind::Logreg &&
-        I.layers[L.consumers[0]].spec.inputs[1] == I.index[L.spec.name])
-      L.fused_logreg = true;
+  mark_gradients(I.layers, I.index);
 }
 
 Net::~Net() = default;
@@ -313,25 +206,19 @@ Net::~Net() = default;
 int Net::num_layers() const { return static_cast<int>(impl_->layers.size()); }
 const LayerSpec& Net::spec(int layer) const { return impl_->layers.at(layer).spec; }
 int Net::layer_index(const std::string& name) const {
-  auto it = impl_->index.find(name);
-  if (it == impl_->index.end()) throw std::out_of_range("no layer named '" + name + "'");
-  return it->second;
+  return find_layer(impl_->index, name);
 }
 
 void Net::set_data(int data_idx, const float* values, int64_t rows, int64_t cases) {
-  if (cases < 1 || cases > impl_->max_cases)
-    throw std::invalid_argument("minibatch of " + std::to_string(cases) + " cases; this net holds 1.." +
-                                std::to_string(impl_->max_cases));
+  check_minibatch(cases, impl_->max_cases);
   bool found = false;
   for (LayerState& L : impl_->layers) {
     if (L.kind != Kind::Data || L.spec.data_idx != data_idx) continue;
-    if (rows != L.spec.outputs)
-      throw std::invalid_argument("data matrix " + std::to_string(data_idx) + " has " + std::to_string(rows) +
-                                  " rows; layer '" + L.spec.name + "' expects " + std::to_string(L.spec.outputs));
+    check_data_rows(L.spec, data_idx, rows);
     std::copy(values, values + rows * cases, L.acts.begin());
     found = true;
   }
-  if (!found) throw std::invalid_argument("no data layer reads matrix " + std::to_string(data_idx));
+  if (!found) fail_no_data_layer(data_idx);
   cases_ = cases;
 }
 
@@ -341,8 +228,7 @@ void Net::forward(PassType pass) {
   const int64_t n = cases_;
   if (n < 1) throw std::logic_error("forward before set_data");
   costs_.clear();
-  std::uniform_real_distribution<double> uniform(0.0, 1.0);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
+  ForwardDraws draws(I.rng);
   for (LayerState& L : I.layers) {
     const LayerSpec& s = L.spec;
     const LayerTimer timer(profile ? &layer_seconds : nullptr, s.name, 0);
@@ -386,7 +272,7 @@ void Net::forward(PassType pass) {
         break;
       case Kind::Neuron:
         if (!L.noise.empty() && !inject_masks)  // nrelu: one N(0,1) draw per element, every pass (§3.11)
-          for (int64_t i = 0; i < s.outputs * n; ++i) L.noise[i] = normal(I.rng);
+          draws.normal(L.noise.data(), s.outputs * n);
         cpu::neuron_fprop(L.neuron, in(0), L.noise.empty() ? nullptr : L.noise.data(), y);
         break;
       case Kind::Softmax:
@@ -395,7 +281,7 @@ void Net::forward(PassType pass) {
       case Kind::Dropout: {
         const bool train = pass == PassType::Train && s.enable;
         if (train && !inject_masks)  // §3.16: keep with probability keep, U in (0, 1]
-          for (int64_t i = 0; i < s.outputs * n; ++i) L.mask[i] = (1.0 - uniform(I.rng)) < s.keep ? 1.0f : 0.0f;
+          draws.dropout_mask(L.mask.data(), s.outputs * n, s.keep);
         cpu::dropout_fprop(in(0), L.mask.data(), s.keep, train, y);
         break;
       }
@@ -450,7 +336,7 @@ void Net::backward() {
     const LayerSpec& s = L.spec;
     if (L.kind == Kind::Data || !L.needs_grad) continue;
     const LayerTimer timer(profile ? &layer_seconds : nullptr, s.name, 1);
-    const bool cost = L.kind == Kind::Logreg || L.kind == Kind::Sum2;
+    const bool cost = is_cost_kind(L.kind);
     if (!cost && !L.grad_set && !(L.kind == Kind::Softmax && L.fused_logreg)) continue;  // nothing reached it
     const ConstMatView dy = cview(L.grad, s.outputs, n);
     auto in = [&](size_t i) { return cview(I.layers[s.inputs[i]].acts, I.layers[s.inputs[i]].spec.outputs, n); };
@@ -609,20 +495,8 @@ void Net::backward() {
 
 void Net::reseed(uint64_t seed) { impl_->rng.seed(seed); }
 
-void Net::set_progress(double progress) {
-  Impl& I = *impl_;
-  std::normal_distribution<double> normal(0.0, 1.0);
-  // §4.3: the rate at progress p, times 1 + |z|*noiseStdev with one draw per matrix and step.
-  auto rate = [&](const Weights& w) {
-    double eps = schedule_rate(w.sched, w.eps_base, progress);
-    if (w.sched.noise_stdev > 0.0) eps *= schedule_noise_factor(w.sched, normal(I.rng));
-    return static_cast<float>(eps);  // §4.2: a double on the host, a float in the kernels
-  };
-  for (LayerState& L : I.layers) {
-    for (auto& owned : L.owned) owned->eps = rate(*owned);
-    if (L.has_bias) L.bias.eps = rate(L.bias);
-  }
-}
+// §4.3: net_plan.h draws the schedule noise in the order the CUDA net draws it.
+void Net::set_progress(double progress) { schedule_rates(impl_->layers, progress, impl_->rng); }
 
 void Net::update() {
   Impl& I = *impl_;

@@ -50,6 +50,7 @@
 #include "alexnet/cuda/softmax.h"
 #include "alexnet/cuda/update.h"
 #include "alexnet/cuda/util.h"
+#include "alexnet/net_plan.h"
 
 namespace alexnet::cuda {
 
@@ -59,56 +60,7 @@ bool load_cublas_library(const std::vector<std::string>& candidates, std::string
 
 namespace {
 
-// The layer types, as engine/cpu/net.cpp (which has the same list and message).
-enum class Kind {
-  Data, Conv, Local, Fc, Pool, Rnorm, Cnorm, Cmrnorm, Neuron, Softmax, Dropout, Eltsum, Eltmax, Concat,
-  Nailbed, Blur, Href, Logreg, Sum2,
-};
-
-Kind layer_kind(const LayerSpec& s) {
-  static const std::map<std::string, Kind> kinds = {
-      {"data", Kind::Data},       {"conv", Kind::Conv},       {"local", Kind::Local},
-      {"fc", Kind::Fc},           {"pool", Kind::Pool},       {"rnorm", Kind::Rnorm},
-      {"cnorm", Kind::Cnorm},     {"cmrnorm", Kind::Cmrnorm}, {"neuron", Kind::Neuron},
-      {"softmax", Kind::Softmax}, {"hs", Kind::Dropout},      {"eltsum", Kind::Eltsum},
-      {"eltmax", Kind::Eltmax},   {"concat", Kind::Concat},   {"nailbed", Kind::Nailbed},
-      {"blur", Kind::Blur},       {"href", Kind::Href},       {"cost.logreg", Kind::Logreg},
-      {"cost.sum2", Kind::Sum2},
-  };
-  auto it = kinds.find(s.type);
-  if (it == kinds.end())
-    throw std::invalid_argument("layer '" + s.name + "': the engine has no '" + s.type +
-                                "' layer (supported: data, conv, local, fc, pool, rnorm, cnorm, cmrnorm, neuron, "
-                                "softmax, hs, eltsum, eltmax, concat, nailbed, blur, href, cost.logreg, cost.sum2)");
-  return it->second;
-}
-
-bool is_weight_kind(Kind k) { return k == Kind::Conv || k == Kind::Local || k == Kind::Fc; }
-
-const char* type_name(Kind k) {
-  switch (k) {
-    case Kind::Data: return "data";
-    case Kind::Conv: return "conv";
-    case Kind::Local: return "local";
-    case Kind::Fc: return "fc";
-    case Kind::Pool: return "pool";
-    case Kind::Rnorm: return "rnorm";
-    case Kind::Cnorm: return "cnorm";
-    case Kind::Cmrnorm: return "cmrnorm";
-    case Kind::Neuron: return "neuron";
-    case Kind::Softmax: return "softmax";
-    case Kind::Dropout: return "hs";
-    case Kind::Eltsum: return "eltsum";
-    case Kind::Eltmax: return "eltmax";
-    case Kind::Concat: return "concat";
-    case Kind::Nailbed: return "nailbed";
-    case Kind::Blur: return "blur";
-    case Kind::Href: return "href";
-    case Kind::Logreg: return "cost.logreg";
-    case Kind::Sum2: return "cost.sum2";
-  }
-  return "?";
-}
+using Kind = LayerKind;  // the layer types, checks and draws shared with the CPU net (net_plan.h)
 
 // Float budgets of the shared conv/local scratch of one device: the lowered
 // patches (256 MiB) and the partial-sum blocks of a weight gradient (64 MiB).
@@ -116,16 +68,10 @@ constexpr int64_t kColsBudget = int64_t{1} << 26;
 constexpr int64_t kBlocksBudget = int64_t{1} << 24;
 
 // One weight matrix (or bias) with its increment and (conv, biases) gradient.
-struct Weights {
+struct Weights : WeightParams {
   float* w = nullptr;
   float* inc = nullptr;
   float* grad = nullptr;  // conv weights and biases only
-  int64_t rows = 0, cols = 0;
-  float eps_base = 0.0f, mom = 0.0f, wc = 0.0f, wball = 0.0f, norm_min = 0.0f, norm_max = 0.0f;
-  Schedule sched;
-  float eps = 0.0f;
-  bool contributed = false;
-  int64_t size() const { return rows * cols; }
 };
 
 struct LayerState {
@@ -306,17 +252,9 @@ CudaNet::CudaNet(std::vector<LayerSpec> specs, int64_t max_cases, uint64_t seed,
     LayerState& L = I.layers[li];
     L.spec = std::move(specs[li]);
     const LayerSpec& s = L.spec;
-    auto fail = [&](const std::string& why) { throw std::invalid_argument("layer '" + s.name + "': " + why); };
-    L.kind = layer_kind(s);
-    if (I.index.count(s.name)) fail("name used twice");
-    I.index[s.name] = static_cast<int>(li);
-    for (int in : s.inputs) {
-      if (in < 0 || in >= static_cast<int>(li)) fail("inputs must be earlier layers");
-      I.layers[static_cast<size_t>(in)].consumers.push_back(static_cast<int>(li));
-    }
-    if (L.kind != Kind::Data && s.inputs.empty()) fail("has no inputs");
-    const bool cost = L.kind == Kind::Logreg || L.kind == Kind::Sum2;
-    if (!cost && s.outputs < 1) fail("has no outputs");
+    auto fail = [&](const std::string& why) { fail_layer(s, why); };
+    L.kind = check_layer(s, static_cast<int>(li), I.index);
+    for (int in : s.inputs) I.layers[static_cast<size_t>(in)].consumers.push_back(static_cast<int>(li));
     L.dev = s.gpu < 0 ? 0 : s.gpu % ndev;
     const int64_t size = s.outputs * max_cases;
     L.acts = I.alloc(L.dev, size, "acts of layer '" + s.name + "'");
@@ -329,20 +267,7 @@ CudaNet::CudaNet(std::vector<LayerSpec> specs, int64_t max_cases, uint64_t seed,
         if (s.conv.size() != s.inputs.size()) fail("needs one conv geometry per input");
         for (size_t i = 0; i < s.conv.size(); ++i) {
           const ConvInputSpec& c = s.conv[i];
-          cpu::ConvParams p;
-          p.channels = c.channels;
-          p.img_size = c.img_size;
-          p.filter_size = c.filter_size;
-          p.padding = c.padding;
-          p.stride = c.stride;
-          p.modules_x = s.modules_x;
-          p.filters = s.filters;
-          p.groups = c.groups;
-          p.filter_channels = c.filter_channels;
-          p.conns = c.conns.empty() ? nullptr : c.conns.data();
-          if (p.channels * p.img_size * p.img_size != input_size(i)) fail("input size does not match its geometry");
-          if (!c.conns.empty() && static_cast<int64_t>(c.conns.size()) != p.groups * p.filter_channels)
-            fail("connection table must have groups*filterChannels entries");
+          cpu::ConvParams p = conv_params(s, i, input_size(i));
           // Checks the CPU kernels rely on the binding for; here they guard device memory.
           if (p.groups < 1 || p.filters % p.groups != 0 || p.filter_channels < 1 || p.stride < 1 || p.filter_size < 1)
             fail("conv geometry is inconsistent (groups, filters, filterChannels, stride, filterSize)");
@@ -375,44 +300,26 @@ CudaNet::CudaNet(std::vector<LayerSpec> specs, int64_t max_cases, uint64_t seed,
         break;
       }
       case Kind::Pool: {
-        L.pool.kind = s.pool == "max"      ? cpu::PoolKind::kMax
-                      : s.pool == "maxabs" ? cpu::PoolKind::kMaxAbs
-                      : s.pool == "avg"    ? cpu::PoolKind::kAvg
-                      : (fail("pool '" + s.pool + "' is not supported (max, maxabs, avg)"), cpu::PoolKind::kMax);
-        L.pool.channels = s.channels;
-        L.pool.img_size = s.img_size;
-        L.pool.size_x = s.size_x;
-        L.pool.start = s.start;
-        L.pool.stride = s.stride;
-        L.pool.outputs_x = s.outputs_x;
+        L.pool = pool_params(s);
         if (s.stride < 1) fail("pool stride must be >= 1");
         break;
       }
       case Kind::Rnorm:
       case Kind::Cnorm:
-        L.spatial = {s.channels, s.img_size, s.size, s.alpha, s.beta};
+        L.spatial = spatial_norm_params(s);
         L.denoms = I.alloc(L.dev, size, "denoms");
         L.scratch = I.alloc(L.dev, size, "norm scratch");
         if (L.kind == Kind::Cnorm) L.mean_diffs = I.alloc(L.dev, size, "mean_diffs");
         break;
       case Kind::Cmrnorm:
-        L.crossmap.channels = s.channels;
-        L.crossmap.size = s.size;
-        L.crossmap.alpha = s.alpha;
-        L.crossmap.beta = s.beta;
-        L.crossmap.min_div = s.min_div;
-        L.crossmap.blocked = s.blocked;
+        L.crossmap = cross_map_norm_params(s);
         if (s.channels < 1 || s.outputs % s.channels != 0) fail("cmrnorm channels must divide the outputs");
         L.denoms = I.alloc(L.dev, size, "denoms");
         L.scratch = I.alloc(L.dev, size, "norm scratch");
         break;
       case Kind::Neuron: {
-        const cpu::NeuronInfo* info = cpu::find_neuron(s.neuron);
-        if (!info) fail("unknown neuron '" + s.neuron + "'");
-        L.neuron.type = info->type;
-        L.neuron.a = s.neuron_a;
-        L.neuron.b = s.neuron_b;
-        if (info->type == cpu::NeuronType::kNrelu) {
+        L.neuron = neuron_params(s);
+        if (L.neuron.type == cpu::NeuronType::kNrelu) {
           L.noise = I.alloc(L.dev, size, "nrelu noise");
           L.draws.assign(static_cast<size_t>(size), 0.0f);
         }
@@ -459,38 +366,21 @@ CudaNet::CudaNet(std::vector<LayerSpec> specs, int64_t max_cases, uint64_t seed,
     }
 
     if (is_weight_kind(L.kind)) {
+      check_weight_lists(s);
       const size_t n = s.inputs.size();
-      if (s.weight_rows.size() != n || s.weight_cols.size() != n || s.eps_w.size() != n || s.mom_w.size() != n ||
-          s.wc.size() != n || s.share_layer.size() != n || s.share_index.size() != n || s.sched_w.size() != n)
-        fail("needs one weight shape, sharing entry and learning parameter set per input");
       for (size_t i = 0; i < n; ++i) {
         if (s.share_layer[i] >= 0) {
-          const int src = s.share_layer[i];
-          if (src > static_cast<int>(li) || (src == static_cast<int>(li) && s.share_index[i] >= static_cast<int>(i)))
-            fail("weightSource must name an earlier matrix");
-          LayerState& owner = I.layers[static_cast<size_t>(src)];
-          if (s.share_index[i] < 0 || s.share_index[i] >= static_cast<int>(owner.weights.size()))
-            fail("weightSource index out of range");
-          Weights* shared = owner.weights[static_cast<size_t>(s.share_index[i])];
-          if (shared->rows != s.weight_rows[i] || shared->cols != s.weight_cols[i]) fail("shared matrix shape differs");
+          Weights* shared = shared_matrix(I.layers, s, static_cast<int>(li), i);
+          const LayerState& owner = I.layers[static_cast<size_t>(s.share_layer[i])];
           if (owner.dev != L.dev) fail("shares weights with layer '" + owner.spec.name + "' on another device");
           L.weights.push_back(shared);
           continue;
         }
         auto w = std::make_unique<Weights>();
-        w->rows = s.weight_rows[i];
-        w->cols = s.weight_cols[i];
+        static_cast<WeightParams&>(*w) = weight_params(s, i);
         w->w = I.alloc(L.dev, w->size(), "weights of layer '" + s.name + "'");
         w->inc = I.alloc(L.dev, w->size(), "weight increments of layer '" + s.name + "'");
         if (L.kind == Kind::Conv) w->grad = I.alloc(L.dev, w->size(), "weight gradient of layer '" + s.name + "'");
-        w->eps_base = s.eps_w[i];
-        w->mom = s.mom_w[i];
-        w->wc = s.wc[i];
-        w->wball = i < s.wball_normed.size() ? s.wball_normed[i] : 0.0f;
-        w->norm_min = i < s.wcnorm_min.size() ? s.wcnorm_min[i] : 0.0f;
-        w->norm_max = i < s.wcnorm_max.size() ? s.wcnorm_max[i] : 0.0f;
-        w->sched = s.sched_w[i];
-        w->eps = w->eps_base;
         L.weights.push_back(w.get());
         L.owned.push_back(std::move(w));
       }
@@ -506,8 +396,7 @@ CudaNet::CudaNet(std::vector<LayerSpec> specs, int64_t max_cases, uint64_t seed,
           fail("local weight matrix must be (modules*filterChannels*K*K, filters)");
       }
       L.has_bias = true;
-      L.bias.rows = s.bias_rows;
-      L.bias.cols = s.bias_cols;
+      static_cast<WeightParams&>(L.bias) = bias_params(s);
       const int64_t want = L.kind == Kind::Fc ? s.outputs
                            : (L.kind == Kind::Conv && s.shared_biases) ? s.filters
                                                                          : s.outputs;
@@ -515,24 +404,9 @@ CudaNet::CudaNet(std::vector<LayerSpec> specs, int64_t max_cases, uint64_t seed,
       L.bias.w = I.alloc(L.dev, L.bias.size(), "biases");
       L.bias.inc = I.alloc(L.dev, L.bias.size(), "bias increments");
       L.bias.grad = I.alloc(L.dev, L.bias.size(), "bias gradient");
-      L.bias.eps_base = L.bias.eps = s.eps_b;
-      L.bias.mom = s.mom_b;
-      L.bias.sched = s.sched_b;
     }
   }
-  for (LayerState& L : I.layers) {
-    bool learns = false;
-    for (Weights* w : L.weights) learns = learns || w->eps_base > 0.0f;
-    learns = learns || (L.has_bias && L.bias.eps_base > 0.0f);
-    bool below = false;
-    for (int in : L.spec.inputs) below = below || I.layers[static_cast<size_t>(in)].needs_grad;
-    L.needs_grad = learns || below;
-  }
-  for (LayerState& L : I.layers)
-    if (L.kind == Kind::Softmax && L.consumers.size() == 1 &&
-        I.layers[static_cast<size_t>(L.consumers[0])].kind == Kind::Logreg &&
-        I.layers[static_cast<size_t>(L.consumers[0])].spec.inputs[1] == I.index[L.spec.name])
-      L.fused_logreg = true;
+  mark_gradients(I.layers, I.index);
 
   // Replicas for inputs on another device (and the labels of a fused softmax).
   auto need_replica = [&](LayerState& P, int dev, bool grad) {
@@ -599,24 +473,18 @@ std::vector<int64_t> CudaNet::device_used_bytes() const {
 }
 
 int CudaNet::layer_index(const std::string& name) const {
-  auto it = impl_->index.find(name);
-  if (it == impl_->index.end()) throw std::out_of_range("no layer named '" + name + "'");
-  return it->second;
+  return find_layer(impl_->index, name);
 }
 
 void CudaNet::synchronize() { impl_->sync_all("synchronize"); }
 
 void CudaNet::set_data(int data_idx, const float* values, int64_t rows, int64_t cases) {
   Impl& I = *impl_;
-  if (cases < 1 || cases > I.max_cases)
-    throw std::invalid_argument("minibatch of " + std::to_string(cases) + " cases; this net holds 1.." +
-                                std::to_string(I.max_cases));
+  check_minibatch(cases, I.max_cases);
   bool found = false;
   for (LayerState& L : I.layers) {
     if (L.kind != Kind::Data || L.spec.data_idx != data_idx) continue;
-    if (rows != L.spec.outputs)
-      throw std::invalid_argument("data matrix " + std::to_string(data_idx) + " has " + std::to_string(rows) +
-                                  " rows; layer '" + L.spec.name + "' expects " + std::to_string(L.spec.outputs));
+    check_data_rows(L.spec, data_idx, rows);
     I.set_device(L.dev);
     const Device& D = I.devices[static_cast<size_t>(L.dev)];
     check(cudaMemcpyAsync(L.acts, values, static_cast<size_t>(rows * cases) * sizeof(float), cudaMemcpyHostToDevice,
@@ -625,7 +493,7 @@ void CudaNet::set_data(int data_idx, const float* values, int64_t rows, int64_t 
     check(cudaStreamSynchronize(D.stream), "set_data (layer '" + L.spec.name + "')");
     found = true;
   }
-  if (!found) throw std::invalid_argument("no data layer reads matrix " + std::to_string(data_idx));
+  if (!found) fail_no_data_layer(data_idx);
   cases_ = cases;
 }
 
@@ -682,8 +550,7 @@ void CudaNet::forward(PassType pass) {
   const int64_t n = cases_;
   if (n < 1) throw std::logic_error("forward before set_data");
   costs_.clear();
-  std::uniform_real_distribution<double> uniform(0.0, 1.0);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
+  ForwardDraws draws(I.rng);
   for (LayerState& L : I.layers)
     for (auto& fresh : L.acts_fresh) fresh.second = false;
 
@@ -768,7 +635,7 @@ void CudaNet::forward(PassType pass) {
         break;
       case Kind::Neuron:
         if (L.noise != nullptr && !inject_masks) {  // nrelu: one N(0,1) draw per element, every pass (§3.11)
-          for (int64_t i = 0; i < s.outputs * n; ++i) L.draws[static_cast<size_t>(i)] = normal(I.rng);
+          draws.normal(L.draws.data(), s.outputs * n);
           check(cudaMemcpyAsync(L.noise, L.draws.data(), static_cast<size_t>(s.outputs * n) * sizeof(float),
                                 cudaMemcpyHostToDevice, lc.stream),
                 "cudaMemcpyAsync of nrelu noise (layer '" + s.name + "')");
@@ -781,8 +648,7 @@ void CudaNet::forward(PassType pass) {
       case Kind::Dropout: {
         const bool train = pass == PassType::Train && s.enable;
         if (train && !inject_masks) {  // §3.16: keep with probability keep, U in (0, 1]
-          for (int64_t i = 0; i < s.outputs * n; ++i)
-            L.draws[static_cast<size_t>(i)] = (1.0 - uniform(I.rng)) < s.keep ? 1.0f : 0.0f;
+          draws.dropout_mask(L.draws.data(), s.outputs * n, s.keep);
           check(cudaMemcpyAsync(L.mask, L.draws.data(), static_cast<size_t>(s.outputs * n) * sizeof(float),
                                 cudaMemcpyHostToDevice, lc.stream),
                 "cudaMemcpyAsync of the dropout mask (layer '" + s.name + "')");
@@ -876,7 +742,7 @@ void CudaNet::backward() {
     LayerState& L = *it;
     const LayerSpec& s = L.spec;
     if (L.kind == Kind::Data || !L.needs_grad) continue;
-    const bool cost = L.kind == Kind::Logreg || L.kind == Kind::Sum2;
+    const bool cost = is_cost_kind(L.kind);
     if (!cost && !L.grad_set && !(L.kind == Kind::Softmax && L.fused_logreg)) continue;  // nothing reached it
     const Launch lc = I.launch(L);
     const Gemm& gemm = *I.devices[static_cast<size_t>(L.dev)].gemm;
@@ -1063,20 +929,8 @@ void CudaNet::backward() {
 
 void CudaNet::reseed(uint64_t seed) { impl_->rng.seed(seed); }
 
-void CudaNet::set_progress(double progress) {
-  Impl& I = *impl_;
-  std::normal_distribution<double> normal(0.0, 1.0);
-  // §4.3, drawn exactly as the CPU net draws (the same matrices in the same order).
-  auto rate = [&](const Weights& w) {
-    double eps = schedule_rate(w.sched, w.eps_base, progress);
-    if (w.sched.noise_stdev > 0.0) eps *= schedule_noise_factor(w.sched, normal(I.rng));
-    return static_cast<float>(eps);
-  };
-  for (LayerState& L : I.layers) {
-    for (auto& owned : L.owned) owned->eps = rate(*owned);
-    if (L.has_bias) L.bias.eps = rate(L.bias);
-  }
-}
+// §4.3, drawn exactly as the CPU net draws (net_plan.h: the same matrices in the same order).
+void CudaNet::set_progress(double progress) { schedule_rates(impl_->layers, progress, impl_->rng); }
 
 void CudaNet::update() {
   Impl& I = *impl_;
