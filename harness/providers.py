@@ -262,6 +262,36 @@ class _Provider:
                             f"{self.batch_range[0]}..{self.batch_range[-1]}", file=self.data_dir)
 
 
+    def _crop_options(self, crop_border: int, multiview: bool, test: bool, chunk: int, color_noise: float,
+                      rng) -> int:
+        """Check and keep the options of a cropping provider (--crop-border, --multiview-test,
+        chunk, --color-noise); returns the stored image side S."""
+        size = self.meta.image_size
+        if size is None:
+            raise DataError(f"num_vis = {self.meta.num_vis} is not 3·S² for a square RGB image",
+                            file=self.meta.path, key="num_vis")
+        if crop_border < 0 or 2 * crop_border >= size:
+            raise DataError(f"--crop-border={crop_border}: must be in 0..{(size - 1) // 2} for "
+                            f"{size}x{size} images")
+        if multiview and not test:
+            raise DataError("multiview applies to the test provider only (--multiview-test)")
+        if chunk < 1:
+            raise DataError(f"chunk must be >= 1 (got {chunk})")
+        if color_noise < 0:
+            raise DataError(f"--color-noise={color_noise}: must be >= 0")
+        if color_noise > 0 and self.meta.color_pca is None:
+            raise DataError("missing, but --color-noise > 0 needs it (driver.md §D.6)",
+                            file=self.meta.path, key="color_pca")
+        self.image_size = size
+        self.border = int(crop_border)
+        self.crop_size = size - 2 * self.border
+        self.multiview = bool(multiview)
+        self.chunk = int(chunk)
+        self.rng = rng
+        self.color_noise = float(color_noise)
+        return size
+
+
 class CIFARProvider(_Provider):
     """``cifar`` (driver.md §D.2, §D.3): [data − mean (num_vis, N), labels (1, N), one-hot (classes, N)].
 
@@ -315,29 +345,7 @@ class CIFARCroppedProvider(_Provider):
                  multiview: bool = False, crop_border: int = 4, chunk: int = 1, rng: Rng | None = None,
                  color_noise: float = 0.0, meta: BatchMeta | None = None) -> None:
         super().__init__(data_dir, batch_range, test=test, meta=meta)
-        size = self.meta.image_size
-        if size is None:
-            raise DataError(f"num_vis = {self.meta.num_vis} is not 3·S² for a square RGB image",
-                            file=self.meta.path, key="num_vis")
-        if crop_border < 0 or 2 * crop_border >= size:
-            raise DataError(f"--crop-border={crop_border}: must be in 0..{(size - 1) // 2} for "
-                            f"{size}x{size} images")
-        if multiview and not test:
-            raise DataError("multiview applies to the test provider only (--multiview-test)")
-        if chunk < 1:
-            raise DataError(f"chunk must be >= 1 (got {chunk})")
-        if color_noise < 0:
-            raise DataError(f"--color-noise={color_noise}: must be >= 0")
-        if color_noise > 0 and self.meta.color_pca is None:
-            raise DataError("missing, but --color-noise > 0 needs it (driver.md §D.6)",
-                            file=self.meta.path, key="color_pca")
-        self.image_size = size
-        self.border = int(crop_border)
-        self.crop_size = size - 2 * self.border
-        self.multiview = bool(multiview)
-        self.chunk = int(chunk)
-        self.rng = rng
-        self.color_noise = float(color_noise)
+        size = self._crop_options(crop_border, multiview, test, chunk, color_noise, rng)
         self.last_draws: BatchDraws | None = None
         self._mean_window = centre_window(self.meta.data_mean, size, self.border).astype(np.float32)
         self._batches = {b: read_batch(self.data_dir, b, self.meta) for b in self.batch_range}
@@ -528,28 +536,7 @@ class _InetProvider(_Provider):
                  color_noise: float = 0.0, scalar_mean: bool = False, prefetch_depth: int = 1,
                  meta: BatchMeta | None = None) -> None:
         super().__init__(data_dir, batch_range, test=test, meta=meta)
-        size = self.meta.image_size
-        if size is None:
-            raise DataError(f"num_vis = {self.meta.num_vis} is not 3·S² for a square RGB image",
-                            file=self.meta.path, key="num_vis")
-        if crop_border < 0 or 2 * crop_border >= size:
-            raise DataError(f"--crop-border={crop_border}: must be in 0..{(size - 1) // 2} for {size}x{size} images")
-        if multiview and not test:
-            raise DataError("multiview applies to the test provider only (--multiview-test)")
-        if chunk < 1:
-            raise DataError(f"chunk must be >= 1 (got {chunk})")
-        if color_noise < 0:
-            raise DataError(f"--color-noise={color_noise}: must be >= 0")
-        if color_noise > 0 and self.meta.color_pca is None:
-            raise DataError("missing, but --color-noise > 0 needs it (driver.md §D.6)",
-                            file=self.meta.path, key="color_pca")
-        self.image_size = size
-        self.border = int(crop_border)
-        self.crop_size = size - 2 * self.border
-        self.multiview = bool(multiview)
-        self.chunk = int(chunk)
-        self.rng = rng
-        self.color_noise = float(color_noise)
+        size = self._crop_options(crop_border, multiview, test, chunk, color_noise, rng)
         self.no_crop = bool(self.meta.raw.get("no_crop", False))
         self.scalar_mean = bool(scalar_mean) or self.no_crop
         mean = self.meta.data_mean.astype(np.float64)
