@@ -269,6 +269,10 @@ def test_release_definition_file(release, pairing, definition, request):
 def test_zz_list_skipped_release_files(capsys):
     """Not a check: prints the release files skipped above and why."""
     with capsys.disabled():
+        if _release_dir() is None:
+            print("\nparity: the release's cfg files are not here (ALEXNET_RELEASE_DIR or ../shared/release): "
+                  "every release definition file skipped")
+            return
         print(f"\nparity: {len(SKIPPED)} release definition file(s) skipped")
         for name, why in sorted(SKIPPED.items()):
             print(f"  {name}: {why}")
