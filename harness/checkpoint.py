@@ -9,8 +9,11 @@ types and matrix shapes), the training state (epoch, batch, progress) and any
 options the caller stores.
 
 Files are written to a temporary file in the same folder, flushed and fsynced,
-then renamed over the target (:func:`alexnet_replay.harness.pickles.atomic_write_bytes`),
+then renamed over the target (:func:`alexnet_replay.files.atomic_write_bytes`),
 so a run killed at any moment leaves the previous checkpoint intact.
+
+:func:`convert_checkpoint` converts between this format and the release's
+(:mod:`.release_checkpoint`); :mod:`.checkpoint_format` tells the two apart.
 """
 
 from __future__ import annotations
@@ -24,7 +27,10 @@ import numpy as np
 
 from ..engine import EngineNet
 from ..errors import ReplayError
-from .pickles import atomic_write_bytes
+from ..files import atomic_write_bytes
+from ..original.shownet import load as load_config
+from .checkpoint_format import RELEASE, checkpoint_format
+from .release_checkpoint import load_release_checkpoint, read_release_checkpoint, save_release_checkpoint
 
 MAGIC = "alexnet-replay checkpoint"
 VERSION = 1
@@ -130,16 +136,13 @@ def convert_checkpoint(source: str | Path, target: str | Path, *, layers: str | 
     (a checkpoint of another network is refused) and written in the other format, atomically.
     Returns the target's format: ``"release"`` or ``"own"``.
     """
-    from ..original.shownet import load as load_config
-    from .release_checkpoint import (is_release_checkpoint, load_release_checkpoint, read_release_checkpoint,
-                                     save_release_checkpoint)
-
     source, target = Path(source), Path(target)
     if not source.is_file():
         raise ReplayError(f"{source}: no such checkpoint file")
     if source.resolve() == target.resolve():
         raise ReplayError(f"{target}: the converted file would overwrite its source")
-    if is_release_checkpoint(source):
+    from_release = checkpoint_format(source) == RELEASE
+    if from_release:
         release = read_release_checkpoint(source)
         layers = layers or release.options.get("layer_def")
         params = params or release.options.get("layer_params")
@@ -164,7 +167,7 @@ def convert_checkpoint(source: str | Path, target: str | Path, *, layers: str | 
                           "give --layer-def and --layer-params")
     config, _ = load_config(layers, params, image_size=image_size)
     net = EngineNet(config, 1, 0)
-    if is_release_checkpoint(source):
+    if from_release:
         load_release_checkpoint(release, net)
         save_checkpoint(target, net, state)
         return "own"

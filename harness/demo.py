@@ -28,7 +28,10 @@ from typing import Any
 
 from .. import networks
 from ..errors import ReplayError
-from .pickles import atomic_write_bytes
+from ..files import atomic_write_text
+from .driver import train
+from .make_batches import digits_batches
+from .options import add_train_arguments
 
 DEMO_EPOCHS = 15
 QUICK_EPOCHS = 1
@@ -54,8 +57,6 @@ class _Tee(io.TextIOBase):
 
 
 def _driver(argv: list[str], out, **kwargs):
-    from .driver import add_train_arguments, train
-
     parser = argparse.ArgumentParser(prog="demo")
     add_train_arguments(parser)
     return train(parser.parse_args(argv), out=out, **kwargs)
@@ -73,8 +74,6 @@ def run_demo(out_dir: str | Path = "alexnet-replay-demo", *, quick: bool = False
         raise ReplayError(f"{out}: folder is not empty and holds no earlier demo; give another --out")
     out.mkdir(parents=True, exist_ok=True)
     epochs = epochs or (QUICK_EPOCHS if quick else DEMO_EPOCHS)
-
-    from .make_batches import digits_batches
 
     data = out / "data"
     made = digits_batches(data, seed=seed, dp_type="cifar")
@@ -124,8 +123,7 @@ def run_demo(out_dir: str | Path = "alexnet-replay-demo", *, quick: bool = False
         "train_seconds": round(train_seconds, 2), "seconds": round(time.perf_counter() - started, 2),
         "data": str(data), "checkpoint": str(checkpoint), "log": str(out / "log.txt"), "parity": report_info,
     }
-    text = json.dumps(summary, indent=1).encode("utf-8")
-    atomic_write_bytes(out / "summary.json", lambda f: f.write(text))
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
     say(f"demo: outputs in {out}: data/ (batches), {checkpoint.relative_to(out)} (checkpoint), log.txt, "
         + ("parity/ (report.md, .html, .json), " if report_info.get("ran") else "")
         + f"summary.json; {summary['seconds']:.0f} s in all")

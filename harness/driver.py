@@ -1,10 +1,10 @@
 """``alexnet-replay train``: the 2012 driver's training loop (driver.md §C).
 
 Options keep the release's names, meanings and defaults (§C.2) where this
-harness implements them; ``--seed`` and ``--device`` are added. The loop
-follows §C.4: batches of ``--train-range`` in order, wrapping into the next
-epoch; each batch cut into consecutive minibatches of ``--mini`` cases, each
-followed by an update at the batch's schedule progress
+harness implements them; ``--seed`` and ``--device`` are added (the table is in
+:mod:`.options`). The loop follows §C.4: batches of ``--train-range`` in order,
+wrapping into the next epoch; each batch cut into consecutive minibatches of
+``--mini`` cases, each followed by an update at the batch's schedule progress
 ``p = (batches done - 1) / (epochs x training batches)``; a log line
 ``E.B... logprob: nll, top-1, top-k (T sec)`` with per-case means; every
 ``--test-freq`` batches a test on the next test batch (``--test-one``) and a
@@ -24,7 +24,6 @@ uninterrupted run drew, and ends with the same weights, bit for bit.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 from dataclasses import dataclass
@@ -33,44 +32,20 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 from ..engine import EngineNet
 from ..errors import ReplayError
 from ..original.shownet import load as load_config
 from . import checkpoint as ckpt
-from .release_checkpoint import is_release_checkpoint, load_release_checkpoint, read_release_checkpoint
+from .checkpoint_format import RELEASE, checkpoint_format, natural_key, newest_checkpoint
 from .multiview import multiview_costs
+# OPTIONS, add_train_arguments and parse_range are also this module's: callers of train() use them
+from .options import OPTIONS, SET_ONCE, add_train_arguments, parse_range
 from .providers import batch_rng, make_provider, minibatches
+from .release_checkpoint import load_release_checkpoint, read_release_checkpoint
 
-# (option, type, default; None = mandatory unless excused). §C.2.
-OPTIONS: dict[str, tuple[Callable[[str], Any], Any]] = {
-    "train_range": (str, None), "test_range": (str, None), "data_path": (str, None), "save_path": (str, None),
-    "data_provider": (str, ""), "test_freq": (int, 50), "epochs": (int, 50000), "max_filesize": (int, 0),
-    "test_one": (int, 1), "mini": (int, 128), "layer_def": (str, None), "layer_params": (str, None),
-    "crop_border": (int, 4), "color_noise": (float, 0.0), "test_only": (int, 0), "seed": (int, 0),
-    "device": (str, "cpu"), "multiview_test": (int, 0), "scalar_mean": (float, 0.0), "decode_workers": (int, 1),
-}
-SET_ONCE = ("layer_def", "crop_border")
-
-
-def parse_range(text: str, option: str) -> list[int]:
-    """``a-b`` (inclusive) or ``n`` (§C.1)."""
-    m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", text)
-    if not m or (m.group(2) and int(m.group(2)) < int(m.group(1))):
-        raise ReplayError(f"--{option.replace('_', '-')}: expected a range like 1-5 or a number, got {text!r}")
-    first = int(m.group(1))
-    return list(range(first, int(m.group(2) or first) + 1))
-
-
-def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-f", dest="load_file", metavar="PATH",
-                   help="resume from a checkpoint file or folder (this project's .npz, or the release's pickle)")
-    p.add_argument("--quiet", action="store_true",
-                   help="no progress bar and no per-batch or per-test lines; only the final result")
-    for name, (kind, default) in OPTIONS.items():
-        flag = "--" + name.replace("_", "-")
-        shown = "mandatory" if default is None else repr(default)
-        p.add_argument(flag, dest=name, type=kind, default=None, help=f"(default: {shown}; driver.md §C.2)")
+__all__ = ["OPTIONS", "Run", "add_train_arguments", "parse_range", "train"]
 
 
 @dataclass
@@ -87,8 +62,8 @@ def _options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any] |
     given = {k: getattr(args, k) for k in OPTIONS if getattr(args, k) is not None}
     state, source = None, None
     if args.load_file:
-        source = _checkpoint_file(Path(args.load_file))
-        if is_release_checkpoint(source):  # driver.md §C.7: the 2012 driver's pickle
+        source = newest_checkpoint(args.load_file)
+        if checkpoint_format(source) == RELEASE:  # driver.md §C.7: the 2012 driver's pickle
             release = read_release_checkpoint(source)
             state = {"epoch": release.epoch, "batchnum": release.batchnum,
                      "batches_done": release.batches_done, "options": release.options, "release": True}
@@ -116,19 +91,6 @@ def _options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any] |
     return options, state, source
 
 
-def _checkpoint_file(source: Path) -> Path:
-    """A checkpoint file, or the last one in natural order in a folder (§C.7): this project's
-    ``E.B.npz`` files, else the release's ``E.B`` pickles."""
-    if not source.is_dir():
-        return source
-    key = lambda p: [int(t) for t in re.findall(r"\d+", p.name)]  # noqa: E731
-    files = sorted(source.glob("*.npz"), key=key) or \
-        sorted((p for p in source.iterdir() if re.fullmatch(r"\d+\.\d+", p.name)), key=key)
-    if not files:
-        raise ReplayError(f"{source}: no checkpoint in this folder")
-    return files[-1]
-
-
 class _Log:
     """The release's log lines on `out`; with a terminal on stderr a tqdm bar (batches, images/s,
     ETA) there; `quiet` keeps only what :meth:`final` prints."""
@@ -138,8 +100,6 @@ class _Log:
         self.bar = None
         self.images, self.started = 0, time.perf_counter()
         if not quiet and total_batches > 0 and sys.stderr.isatty():
-            from tqdm import tqdm
-
             self.bar = tqdm(total=total_batches, unit="batch", file=sys.stderr, dynamic_ncols=True, leave=False)
 
     def __call__(self, text: str, flush: bool = False) -> None:
@@ -327,7 +287,7 @@ def _save(net: EngineNet, run: Run, log: _Log) -> Path:
                                      "last_test": run.options.get("_last_test")})
     # §C.7: delete the oldest files (natural order) while the folder exceeds
     # --max-filesize MB, never the one just written; 0 keeps only the newest.
-    files = sorted(run.folder.glob("*.npz"), key=lambda p: [int(t) for t in re.findall(r"\d+", p.name)])
+    files = sorted(run.folder.glob("*.npz"), key=natural_key)
     limit = run.options["max_filesize"] * 2**20
     for older in files:
         if older == path or sum(f.stat().st_size for f in run.folder.glob("*.npz")) <= limit:

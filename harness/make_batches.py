@@ -30,6 +30,7 @@ from ..errors import ReplayError
 from .batches import (META_NAME, BatchMeta, _dict_keys_as_str, batch_path, read_batch, read_jpeg_batch,
                       read_meta, write_batch, write_jpeg_batch, write_meta)
 from .pickles import DataError, loads_pickle
+from .providers.imagenet import decode_image
 
 __all__ = [
     "MadeBatches",
@@ -183,7 +184,7 @@ def digits_batches(out_dir: str | os.PathLike, *, num_train_batches: int = 5, nu
     class) into ``num_train_batches + num_test_batches`` batches numbered from 1; the training
     batches come first, the test batches last (by default 1–5 and 6, as CIFAR-10's usual split).
     The mean and colour PCA come from the training batches only."""
-    try:
+    try:  # scikit-learn is an optional extra (the demo's); imported only when the digits are asked for
         from sklearn.datasets import load_digits
     except ImportError:
         raise ReplayError("the digits data set needs scikit-learn: pip install scikit-learn") from None
@@ -309,7 +310,7 @@ def load_image_resized(path: str | os.PathLike, size: int):
     """An image file as an RGB Pillow image of size×size: the shorter side scaled to `size`
     (bicubic), then the centre size×size square, as the 2012 paper prepared ImageNet. Returns
     (image, original (height, width)); a file Pillow cannot read raises DataError naming it."""
-    from PIL import Image
+    from PIL import Image  # heavy: imported only when images are converted
 
     try:
         with Image.open(path) as im:
@@ -351,8 +352,6 @@ def image_folder_batches(folder: str | os.PathLike, out_dir: str | os.PathLike, 
     `out_dir` and moved into place at the end, ``batches.meta`` last; on any error nothing
     in `out_dir` changes.
     """
-    from .providers import decode_image
-
     if fmt not in ("jpeg", "raw"):
         raise ReplayError(f"format must be 'jpeg' or 'raw' (got {fmt!r})")
     if image_size < 1 or batch_size < 1 or num_test_batches < 0 or not 1 <= quality <= 100:

@@ -13,9 +13,9 @@ advises: numpy turns a latin1 ``str`` holding an array's raw bytes back into tho
 bytes. Protocol 2 pickles written by Python 3 spell ``bytes`` as
 ``_codecs.encode(text, "latin1")``; that one call is admitted, for latin1 only.
 
-Writing: :func:`save_pickle` writes protocol 2 to a temporary file in the target
-folder, fsyncs it and renames it over the target, so a reader sees the old file
-or the new one, never part of one.
+Writing: :func:`save_pickle` writes protocol 2 through
+:func:`alexnet_replay.files.atomic_write_bytes`, so a reader sees the old file or the
+new one, never part of one.
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ import gzip
 import io
 import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
 from ..errors import ReplayError
+from ..files import atomic_write_bytes
 
 __all__ = [
     "DataError",
@@ -41,7 +41,6 @@ __all__ = [
     "load_pickle",
     "loads_pickle",
     "save_pickle",
-    "atomic_write_bytes",
 ]
 
 
@@ -220,56 +219,6 @@ def load_pickle(path: str | os.PathLike, *,
     except OSError as exc:
         raise DataError(f"cannot read: {exc.strerror or exc}", file=path) from None
     return loads_pickle(raw, str(path), extra_globals=extra_globals)
-
-
-def atomic_write_bytes(path: str | os.PathLike, write: Callable[[io.BufferedWriter], None]) -> Path:
-    """Call ``write(f)`` on a temporary file beside `path`, fsync it, then rename it to `path`.
-
-    If `write` (or anything before the rename) fails, the temporary file is removed and
-    `path` keeps its previous content, or stays absent.
-    """
-    path = Path(path)
-    folder = path.parent
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        if hasattr(os, "fchmod"):  # mkstemp makes 0600; give the file the usual permissions
-            os.fchmod(fd, 0o666 & ~_UMASK)
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_folder(folder)
-    return path
-
-
-def _read_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the rename durable where the platform allows opening a folder (POSIX)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def save_pickle(path: str | os.PathLike, obj: Any, protocol: int = 2) -> Path:

@@ -9,7 +9,8 @@ inside a zip archive with one member ``data``) of a dict::
 
 Weight layers' records hold ``weights`` and ``weightsInc`` (one float32 matrix per
 input), ``biases`` and ``biasesInc``, in the layouts of driver.md §A.6, which are
-also the engine's, so arrays are copied as they are.
+also the engine's, so arrays are copied as they are. Whether a file is the release's
+checkpoint or this project's is decided by :func:`.checkpoint_format.checkpoint_format`.
 
 Reading goes through the restricted unpickler (:mod:`.pickles`). The option
 parser's classes (module ``options``, not in the release) are replaced by inert
@@ -44,13 +45,14 @@ import numpy as np
 
 from ..engine import EngineNet
 from ..errors import ReplayError
-from .pickles import DataError, atomic_write_bytes, loads_pickle
+from ..files import atomic_write_bytes
+from .options import OPTIONS, parse_range
+from .pickles import DataError, loads_pickle
 
 __all__ = [
     "RELEASE_OPTION_NAMES",
     "ReleaseCheckpoint",
     "dumps_plain",
-    "is_release_checkpoint",
     "load_release_checkpoint",
     "read_release_checkpoint",
     "save_release_checkpoint",
@@ -141,8 +143,6 @@ class ReleaseCheckpoint:
     def batches_done(self) -> int:
         """driver.md §C.4: len(train_range)·(epoch − 1) + position of batchnum + 1 when the
         training range is known, else the number of stored training outputs (one per batch)."""
-        from .driver import parse_range
-
         text = self.options.get("train_range")
         if text:
             batches = parse_range(text, "train_range")
@@ -212,8 +212,6 @@ def read_release_checkpoint(path: str | Path) -> ReleaseCheckpoint:
                             key="model_state.layers")
         records[str(_text(name))] = {_text(k): v for k, v in rec.items()}
     release_options = _options_of(obj.get("op"))
-    from .driver import OPTIONS
-
     options = {}
     for theirs, value in release_options.items():
         ours = RELEASE_OPTION_NAMES.get(theirs, theirs if theirs in OPTIONS else None)
@@ -225,23 +223,6 @@ def read_release_checkpoint(path: str | Path) -> ReleaseCheckpoint:
         raise DataError("epoch and batchnum must be integers", file=path, key="model_state") from None
     return ReleaseCheckpoint(what, records, epoch, batchnum, options, release_options,
                              list(state.get("train_outputs") or []), list(state.get("test_outputs") or []))
-
-
-def is_release_checkpoint(path: str | Path) -> bool:
-    """True when `path` is a file that does not look like this project's ``.npz`` (a zip of
-    ``.npy`` members): a pickle, gzip or zip with a member ``data``."""
-    path = Path(path)
-    if not path.is_file():
-        return False
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if head != b"PK\x03\x04":
-        return True
-    try:
-        with zipfile.ZipFile(path) as zf:
-            return "data" in zf.namelist()
-    except zipfile.BadZipFile:
-        return False
 
 
 def _matrices(rec: dict[str, Any], key: str) -> list[Any]:
@@ -339,8 +320,6 @@ def layer_records(net: EngineNet) -> dict[str, dict[str, Any]]:
 
 def release_options(options: dict[str, Any]) -> dict[str, Any]:
     """This harness's options under the release's names; ranges as lists of batch numbers."""
-    from .driver import parse_range
-
     out = {}
     for ours, value in options.items():
         if value is None or ours.startswith("_"):
@@ -370,8 +349,7 @@ def save_release_checkpoint(path: str | Path, net: EngineNet, state: dict[str, A
     # the files the net was built from, unless the options name them: a reader can rebuild it
     options = {"layer_def": net.config.path, "layer_params": net.config.params_path, **(state.get("options") or {})}
     top = {"op": release_options(options), "model_state": model_state}
-    data = dumps_plain(top)
-    return atomic_write_bytes(Path(path), lambda f: f.write(data))
+    return atomic_write_bytes(Path(path), dumps_plain(top))
 
 
 # Protocol-2 opcodes (pickletools' names), written by hand so that only plain data and numpy

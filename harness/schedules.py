@@ -60,8 +60,13 @@ try:
 except ImportError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
+from .. import networks
 from ..errors import ReplayError
-from .pickles import atomic_write_bytes
+from ..files import atomic_write_text
+from .checkpoint import convert_checkpoint
+from .checkpoint_format import RELEASE, checkpoint_format, newest_checkpoint
+from .driver import train
+from .options import OPTIONS, add_train_arguments
 
 __all__ = ["Schedule", "Stage", "named_schedules", "load_named", "load_schedule", "parse_script", "parse_toml",
            "to_script", "to_toml", "run_schedule"]
@@ -121,8 +126,6 @@ class Schedule:
 def _option(name: str, value: str, where: str, notes: list[str]) -> tuple[str, str] | None:
     """Check one option (full name, no dashes) and return (driver key, value), or None when the
     replay ignores it (noted)."""
-    from .driver import OPTIONS
-
     key = name.replace("-", "_")
     if name in IGNORED:
         notes.append(f"{where}: --{name}={value} ignored ({IGNORED[name]})")
@@ -449,8 +452,6 @@ def _search_dirs(schedule: Schedule, cfg_dirs: list[Path]) -> list[Path]:
 
 
 def _resolve_cfg(value: str, dirs: list[Path], where: str) -> str:
-    from .. import networks
-
     path = Path(value)
     if path.is_absolute():
         if not path.is_file():
@@ -503,8 +504,7 @@ def _read_state(path: Path) -> dict[str, Any] | None:
 
 
 def _write_state(path: Path, state: dict[str, Any]) -> None:
-    data = json.dumps(state, indent=1, ensure_ascii=False).encode("utf-8")
-    atomic_write_bytes(path, lambda f: f.write(data))
+    atomic_write_text(path, json.dumps(state, indent=1, ensure_ascii=False))
 
 
 def _run_folder(out: Path) -> Path | None:
@@ -544,10 +544,6 @@ def run_schedule(schedule: Schedule, out_dir: str | Path, *, overrides: dict[str
     schedule's (``--data-path``, ``--mini``, ``--seed``, ``--device``...). `start_from`: the
     checkpoint a first stage with ``-f`` resumes from. Re-running after a kill continues.
     """
-    from .checkpoint import convert_checkpoint
-    from .driver import add_train_arguments, train
-    from .release_checkpoint import is_release_checkpoint
-
     stdout = stdout or sys.stdout
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -582,14 +578,11 @@ def run_schedule(schedule: Schedule, out_dir: str | Path, *, overrides: dict[str
                 raise ReplayError(f"{schedule.stages[0].where or 'stage 1'}: the first stage resumes "
                                   f"'{schedule.stages[0].resume}' (-f): give --from CKPT (a checkpoint of this "
                                   "network, the project's .npz or the release's pickle)")
-            source = Path(start_from)
-            if source.is_dir():
-                from .driver import _checkpoint_file
-                source = _checkpoint_file(source)
+            source = newest_checkpoint(start_from)
             folder = out / "ConvNet__from-checkpoint"
             folder.mkdir(exist_ok=True)
             target = folder / (re.sub(r"\.npz$", "", source.name) + ".npz")
-            if is_release_checkpoint(source):  # a copy in our format; the source is only read
+            if checkpoint_format(source) == RELEASE:  # a copy in our format; the source is only read
                 convert_checkpoint(source, target, layers=stages[0].get("layer_def"),
                                    params=stages[0].get("layer_params"))
             else:
@@ -610,7 +603,7 @@ def run_schedule(schedule: Schedule, out_dir: str | Path, *, overrides: dict[str
                 derived = out / "params" / f"stage-{k + 1}.{Path(params).name}"
                 derived.parent.mkdir(exist_ok=True)
                 text = edit_rates(Path(params).read_text(encoding="latin1"), stage.rates)
-                atomic_write_bytes(derived, lambda f: f.write(text.encode("latin1")))
+                atomic_write_text(derived, text, encoding="latin1")
                 opts["layer_params"] = str(derived)
             previous_params = params
             argv = []

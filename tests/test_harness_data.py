@@ -20,6 +20,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from alexnet_replay import files
 from alexnet_replay.errors import ReplayError
 from alexnet_replay.harness import batches as bt
 from alexnet_replay.harness import make_batches as mb
@@ -294,10 +295,10 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch, existing, wh
 
     if where == "dump":
         monkeypatch.setattr(pk.pickle, "dump", _half_then_fail)
-    elif where == "fsync":
-        monkeypatch.setattr(pk.os, "fsync", fail)
+    elif where == "fsync":  # batches are written by the project's one atomic writer
+        monkeypatch.setattr(files.os, "fsync", fail)
     else:
-        monkeypatch.setattr(pk.os, "replace", fail)
+        monkeypatch.setattr(files.os, "replace", fail)
     with pytest.raises(RuntimeError, match="interrupted"):
         bt.write_batch(target, np.zeros((12, 5), np.uint8), [0, 1, 2, 3, 4])
     monkeypatch.undo()

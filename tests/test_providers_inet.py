@@ -4,7 +4,7 @@ image-folder converter, and a short training run on JPEG batches through the dri
 References are written from the spec with plain numpy loops. The reference decode is
 Pillow's decode of the same JPEG bytes (``ref_decode``): the providers must not change a
 pixel of it. Comparisons are bit-exact (atol = rtol = 0) because the reference does the
-same float32 operations in the same order (§D.6's formula, as providers.py documents it).
+same float32 operations in the same order (§D.6's formula, as harness/providers/augment.py documents it).
 """
 
 from __future__ import annotations

@@ -167,7 +167,7 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
         text = schedules.to_toml(schedule) if target.suffix == ".toml" else schedules.to_script(schedule)
         if target.exists() and not args.force:
             raise ReplayError(f"{target}: exists (give --force to replace it)")
-        from .harness.pickles import atomic_write_bytes
+        from .files import atomic_write_bytes
 
         atomic_write_bytes(target, lambda f: f.write(text.encode("utf-8")))
         print(f"{target}: schedule '{schedule.name}', {len(schedule.stages)} stages")
