@@ -1,6 +1,6 @@
-"""Export a release network, with the engine's weights, as a TorchScript or ONNX file.
+"""Export a release network, with the engine's weights, as a torch.export or ONNX file.
 
->>> result = export_model("cifar-18pct", None, Path("cifar.onnx"), weights="ckpt.npz")
+>>> result = export_model("cifar-18pct", None, Path("cifar.pt2"), weights="ckpt.npz")
 >>> result.max_abs_error, result.passed           # checked against the engine's forward
 
 The exported model is the port's inference path (the test pass of engine.md §3.16:
@@ -8,21 +8,35 @@ dropout scales by keep, no mask): it takes images (N, C, H, W) float32 and retur
 the probabilities of the network's softmax layer (N, classes). Only the layers the
 softmax depends on are in it; label inputs and cost layers are left out.
 
-The port's custom autograd Functions (max-undo pooling, the abs/brelu/drelu neurons,
-eltmax) exist for their backward only, and a traced or exported graph cannot hold
-them; :func:`inference_layer` computes the same forward values with plain
-operations (tests/test_export.py shows them bit-equal to the port's forward).
+The file's suffix names the format (:data:`FORMATS`):
+
+* ``.pt2``: PyTorch's supported path, an ExportedProgram (``torch.export.export``, saved
+  with ``torch.export.save``; load it with ``torch.export.load(path).module()``);
+* ``.onnx``: ONNX, by the exporter torch recommends (``torch.onnx.export(dynamo=True)``,
+  itself built on torch.export; it needs the onnx and onnxscript packages);
+* ``.pt``: TorchScript (``torch.jit.trace``), only where the installed torch still runs
+  torch.jit without a deprecation warning (:func:`torchscript_supported`: torch 2.13
+  deprecates it, 2.14 warns with a FutureWarning); elsewhere a one-line error names
+  the other two.
+
+In all three the batch dimension stays free. The port's custom autograd Functions
+(max-undo pooling, the abs/brelu/drelu neurons, eltmax) exist for their backward
+only, and a traced or exported graph cannot hold them; :func:`inference_layer`
+computes the same forward values with plain operations (tests/test_export.py shows
+them bit-equal to the port's forward).
 
 Every export is checked before it is kept: the file is loaded back
-(``torch.jit.load``, or an onnxruntime session on the CPU), run on a random batch,
-and compared with the C++ engine's test-pass probabilities on the same batch within
-:data:`FORWARD_TOL`. A file that fails the check is not written; one that passes is
-written atomically (temporary file, fsync, rename), so a reader never sees part of one.
+(``torch.export.load``, ``torch.jit.load``, or an onnxruntime session on the CPU), run
+on a random batch of another size than the export's example, and compared with the
+C++ engine's test-pass probabilities on the same batch within :data:`FORWARD_TOL`. A
+file that fails the check is not written; one that passes is written atomically
+(``alexnet_replay.files``), so a reader never sees part of one.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import logging
 import warnings
@@ -35,11 +49,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..engine import load as load_engine
 from ..errors import ReplayError
+from ..files import atomic_write_bytes
+from ..harness.checkpoint import load_checkpoint
 from ..original.layers import Layer, Network, parse_neuron
+from ..testing import compare
 from . import port
 
-FORMATS = {".pt": "torchscript", ".onnx": "onnx"}
+FORMATS = {".pt2": "exportedprogram", ".onnx": "onnx", ".pt": "torchscript"}
 # Probabilities in [0, 1]. The port's conv/fc sums run in another fp32 order than the
 # engine's OpenBLAS (~1e-6 relative on the logits, tests/test_port.py), softmax adds a
 # few ulp, and onnxruntime may fuse ops; 1e-5 absolute + 1e-4 relative holds all of that
@@ -53,7 +71,7 @@ class ExportResult:
     """What :func:`export_model` wrote and how its check went."""
 
     path: Path
-    format: str                 # "torchscript" or "onnx"
+    format: str                 # "exportedprogram", "onnx" or "torchscript" (FORMATS)
     output: str                 # the softmax layer whose probabilities the model returns
     image: tuple[int, int, int]  # (C, H, W) of the input
     classes: int
@@ -197,11 +215,35 @@ class InferenceModel(nn.Module):
 # Writing and checking
 
 
+@functools.cache
+def torchscript_supported() -> bool:
+    """Whether the installed torch traces, saves and loads TorchScript without a
+    deprecation warning. torch 2.13 deprecates torch.jit (DeprecationWarning) and 2.14
+    says so louder (FutureWarning): a .pt written there is a format on its way out, and
+    under warnings-as-errors it fails outright, so .pt is offered only where torch.jit
+    is quiet. Asked of torch itself, on a one-weight model, rather than by version."""
+    probe = nn.Linear(1, 1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            buf = io.BytesIO()
+            torch.jit.save(torch.jit.trace(probe, (torch.zeros(1, 1),), check_trace=False), buf)
+            torch.jit.load(io.BytesIO(buf.getvalue()))
+        except Exception:  # a torch without a working torch.jit
+            return False
+    return not any(issubclass(w.category, (DeprecationWarning, FutureWarning)) for w in caught)
+
+
 def _format_of(to: Path) -> str:
     fmt = FORMATS.get(to.suffix.lower())
+    choices = "model.pt2 (torch.export) or model.onnx (ONNX)"
     if fmt is None:
-        raise ReplayError(f"{to}: unknown export format '{to.suffix or '(no suffix)'}'; name the file "
-                          "model.pt (TorchScript) or model.onnx (ONNX)")
+        if torchscript_supported():
+            choices = "model.pt2 (torch.export), model.onnx (ONNX) or model.pt (TorchScript)"
+        raise ReplayError(f"{to}: unknown export format '{to.suffix or '(no suffix)'}'; name the file {choices}")
+    if fmt == "torchscript" and not torchscript_supported():
+        raise ReplayError(f"{to}: TorchScript (.pt) is deprecated in torch {torch.__version__} and is not "
+                          f"written; name the file {choices}")
     return fmt
 
 
@@ -213,20 +255,20 @@ def _onnxruntime() -> Any:
     return onnxruntime
 
 
-def _ignore_jit_deprecation() -> None:
-    """torch 2.13 marks torch.jit.trace/save/load deprecated (in favour of torch.export); a
-    TorchScript file is still what many runtimes load, so .pt export stays, and says so here."""
-    warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=DeprecationWarning)
-
-
 def _to_bytes(model: InferenceModel, fmt: str, example: Tensor) -> bytes:
-    """The serialised model: TorchScript (torch.jit.trace) or ONNX (torch.onnx.export, dynamic batch)."""
+    """The serialised model, its batch dimension free: an ExportedProgram (torch.export),
+    TorchScript (torch.jit.trace) or ONNX (torch.onnx.export)."""
+    batch = torch.export.Dim("batch")
     with torch.no_grad(), warnings.catch_warnings():
+        if fmt == "exportedprogram":
+            program = torch.export.export(model, (example,), dynamic_shapes={"images": {0: batch}})
+            buf = io.BytesIO()
+            torch.export.save(program, buf)
+            return buf.getvalue()
         if fmt == "torchscript":
             # The tracer warns where a size becomes a Python number: the image sizes are constants
             # of the model (only N varies, and the check runs another N than the trace's).
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            _ignore_jit_deprecation()
             traced = torch.jit.trace(model, (example,), check_trace=False)  # checked against the engine instead
             buf = io.BytesIO()
             torch.jit.save(traced, buf)
@@ -237,7 +279,6 @@ def _to_bytes(model: InferenceModel, fmt: str, example: Tensor) -> bytes:
         except ImportError as exc:
             raise ReplayError(f"exporting to ONNX needs the onnx and onnxscript packages ({exc.name} is missing): "
                               "pip install onnx onnxscript onnxruntime") from None
-        batch = torch.export.Dim("batch")
         warnings.simplefilter("ignore", FutureWarning)  # deprecations inside torch's own exporter
         quiet = logging.getLogger("torch.onnx")  # "torchvision is not installed" notes
         level = quiet.level
@@ -252,10 +293,12 @@ def _to_bytes(model: InferenceModel, fmt: str, example: Tensor) -> bytes:
 
 def _run_exported(data: bytes, fmt: str, images: np.ndarray) -> np.ndarray:
     """Load the serialised model back, as a user would, and run it on `images`."""
+    if fmt == "exportedprogram":
+        program = torch.export.load(io.BytesIO(data)).module()
+        with torch.no_grad():
+            return program(torch.from_numpy(images)).numpy()
     if fmt == "torchscript":
-        with warnings.catch_warnings():
-            _ignore_jit_deprecation()
-            loaded = torch.jit.load(io.BytesIO(data), map_location="cpu")
+        loaded = torch.jit.load(io.BytesIO(data), map_location="cpu")
         loaded.eval()
         with torch.no_grad():
             return loaded(torch.from_numpy(images)).numpy()
@@ -282,14 +325,12 @@ def _engine_probs(engine: Any, model: InferenceModel, images: np.ndarray) -> np.
 
 def compare_probs(exported: np.ndarray, expected: np.ndarray, atol: float, rtol: float) -> dict:
     """The comparison of the check (alexnet_replay.testing.compare; a seam for tests)."""
-    from ..testing import compare
-
     return compare(exported, expected, atol, rtol)
 
 
 def export_model(layers: str | Path, params: str | Path | None, to: str | Path, weights: str | Path | None = None,
                  image_size: tuple[int, int, int] | None = None, seed: int = 0) -> ExportResult:
-    """Export the network of `layers` (+ `params`) with the engine's weights to `to` (.pt or .onnx).
+    """Export the network of `layers` (+ `params`) with the engine's weights to `to` (.pt2, .onnx, .pt).
 
     Weights: a fresh engine net initialised with `seed` (engine.md §4.1), or, with
     `weights`, those of a checkpoint written by ``harness.checkpoint.save_checkpoint``.
@@ -298,10 +339,6 @@ def export_model(layers: str | Path, params: str | Path | None, to: str | Path, 
     checked against the engine's forward (see the module doc) before it is written;
     a failed check raises ReplayError and writes nothing.
     """
-    from ..engine import load as load_engine
-    from ..harness.checkpoint import load_checkpoint
-    from ..harness.pickles import atomic_write_bytes
-
     to = Path(to)
     fmt = _format_of(to)
     if fmt == "onnx":
@@ -356,5 +393,5 @@ def cli_export(args: argparse.Namespace) -> int:
     return 0 if result.passed else 1
 
 
-__all__ = ["ExportResult", "FORWARD_TOL", "InferenceModel", "export_model", "inference_layer", "pool_forward",
-           "neuron_forward", "eltmax_forward", "cli_export", "compare_probs"]
+__all__ = ["ExportResult", "FORMATS", "FORWARD_TOL", "InferenceModel", "export_model", "inference_layer",
+           "pool_forward", "neuron_forward", "eltmax_forward", "cli_export", "compare_probs", "torchscript_supported"]

@@ -1,4 +1,4 @@
-"""Export of a release network as TorchScript / ONNX (alexnet_replay.modernize.export).
+"""Export of a release network as torch.export / ONNX / TorchScript (alexnet_replay.modernize.export).
 
 The exported files are judged against the C++ engine's test-pass probabilities, on a
 batch of another size than the one the export was traced with (the batch dimension
@@ -6,6 +6,9 @@ must stay free). The weights are not the fresh initial ones: with initW = 1e-4 t
 net's probabilities are 0.1 +- 2e-6 whatever the layers in between compute, so a wrong
 layer would hide; the tests use weights N(0, 1/fan-in) (saved as a checkpoint, which
 also exercises --weights), whose probabilities are far from uniform (asserted).
+
+TorchScript (.pt) is written only where the installed torch runs torch.jit without a
+deprecation warning; elsewhere asking for it must be a clear one-line error.
 """
 
 from __future__ import annotations
@@ -60,14 +63,34 @@ def check_far_from_uniform(p: np.ndarray) -> None:
     assert float((p.max(axis=1) - p.min(axis=1)).min()) > 0.05, p
 
 
-@pytest.mark.filterwarnings(r"ignore:`torch\.jit\.load` is deprecated:DeprecationWarning")  # torch >= 2.13
-def test_torchscript_export_matches_engine(tmp_path):
+def test_exported_program_matches_engine(tmp_path):
     ckpt = rescaled_checkpoint(tmp_path / "ckpt.npz")
-    result = export.export_model(NET, None, tmp_path / "cifar.pt", weights=ckpt, seed=SEED)
-    assert result.passed and result.format == "torchscript" and result.output == "probs"
+    result = export.export_model(NET, None, tmp_path / "cifar.pt2", weights=ckpt, seed=SEED)
+    assert result.passed and result.format == "exportedprogram" and result.output == "probs"
     assert result.image == (3, 32, 32) and result.classes == 10
     assert 0.0 <= result.max_abs_error <= ATOL
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cifar.pt", "ckpt.npz"]  # no temporary left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cifar.pt2", "ckpt.npz"]  # no temporary left
+    model = torch.export.load(str(tmp_path / "cifar.pt2")).module()
+    for cases in (5, 1):  # the batch dimension is free, down to a single image
+        images = batch(cases, 1)
+        with torch.no_grad():
+            got = model(torch.from_numpy(images)).numpy()
+        want = engine_probs(ckpt, images)
+        check_far_from_uniform(want)
+        assert_close(got, want, ATOL, RTOL, what=f"ExportedProgram probabilities vs engine, {cases} images")
+
+
+def test_torchscript_only_where_torch_jit_is_quiet(tmp_path):
+    if not export.torchscript_supported():  # torch >= 2.13: one line naming the supported suffixes
+        with pytest.raises(ReplayError, match=r"^[^\n]*cifar\.pt: TorchScript \(\.pt\) is deprecated in torch "
+                                              r"[^\n]*model\.pt2 \(torch\.export\) or model\.onnx \(ONNX\)$"):
+            export.export_model(NET, None, tmp_path / "cifar.pt", seed=SEED)
+        assert list(tmp_path.iterdir()) == []
+        return
+    ckpt = rescaled_checkpoint(tmp_path / "ckpt.npz")
+    result = export.export_model(NET, None, tmp_path / "cifar.pt", weights=ckpt, seed=SEED)
+    assert result.passed and result.format == "torchscript" and result.max_abs_error <= ATOL
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cifar.pt", "ckpt.npz"]
     model = torch.jit.load(str(tmp_path / "cifar.pt"))
     images = batch(5, 1)
     with torch.no_grad():
@@ -92,7 +115,8 @@ def test_onnx_export_matches_engine(tmp_path):
 
 
 def test_bad_suffix_is_a_clear_error(tmp_path):
-    with pytest.raises(ReplayError, match=r"unknown export format '\.h5'.*model\.pt.*model\.onnx"):
+    with pytest.raises(ReplayError, match=r"unknown export format '\.h5'.*model\.pt2 \(torch\.export\).*"
+                                          r"model\.onnx \(ONNX\)"):
         export.export_model(NET, None, tmp_path / "cifar.h5")
     with pytest.raises(ReplayError, match="no suffix"):
         export.export_model(NET, None, tmp_path / "cifar")
@@ -103,14 +127,14 @@ def test_failed_check_writes_nothing(tmp_path, monkeypatch):
     real = export.compare_probs
     monkeypatch.setattr(export, "compare_probs", lambda *args: {**real(*args), "passed": False})
     with pytest.raises(ReplayError, match="does not match the engine.*nothing was written"):
-        export.export_model(NET, None, tmp_path / "cifar.pt", seed=SEED)
+        export.export_model(NET, None, tmp_path / "cifar.pt2", seed=SEED)
     assert list(tmp_path.iterdir()) == []
     # An existing file of that name is left as it was.
-    (tmp_path / "cifar.pt").write_bytes(b"previous")
+    (tmp_path / "cifar.pt2").write_bytes(b"previous")
     with pytest.raises(ReplayError, match="does not match the engine"):
-        export.export_model(NET, None, tmp_path / "cifar.pt", seed=SEED)
-    assert [p.name for p in tmp_path.iterdir()] == ["cifar.pt"]
-    assert (tmp_path / "cifar.pt").read_bytes() == b"previous"
+        export.export_model(NET, None, tmp_path / "cifar.pt2", seed=SEED)
+    assert [p.name for p in tmp_path.iterdir()] == ["cifar.pt2"]
+    assert (tmp_path / "cifar.pt2").read_bytes() == b"previous"
 
 
 def test_missing_onnxruntime_says_how_to_install(tmp_path, monkeypatch):
@@ -120,14 +144,13 @@ def test_missing_onnxruntime_says_how_to_install(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.filterwarnings(r"ignore:`torch\.jit\.load` is deprecated:DeprecationWarning")  # torch >= 2.13
 def test_cli_export(tmp_path, capsys):
     from alexnet_replay.cli import main
 
-    assert main(["export", NET, "--image-size", "3,24,24", "--seed", "3", "--to", str(tmp_path / "m.pt")]) == 0
+    assert main(["export", NET, "--image-size", "3,24,24", "--seed", "3", "--to", str(tmp_path / "m.pt2")]) == 0
     out = capsys.readouterr().out
-    assert "images (N, 3, 24, 24) -> probs (N, 10)" in out and "ok" in out
-    assert (tmp_path / "m.pt").is_file()
+    assert "m.pt2: exportedprogram, images (N, 3, 24, 24) -> probs (N, 10)" in out and "ok" in out
+    assert (tmp_path / "m.pt2").is_file()
 
 
 # ---------------------------------------------------------------------------

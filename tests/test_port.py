@@ -48,10 +48,7 @@ from alexnet_replay.original.shownet import load as load_config  # noqa: E402
 from alexnet_replay.testing import assert_close  # noqa: E402
 
 # ---------------------------------------------------------------------------
-# Tolerances, per layer class: one table, in alexnet_replay.modernize.parity (TOL, with reasons).
-
-
-MEASURED: dict[str, float] = {}  # kind -> largest max|error| / max|expected| seen (for the report)
+# Tolerances, per layer class: one table, alexnet_replay.modernize.parity.tolerances.TOL, with reasons.
 
 
 def check(actual, expected, kind: str, what: str, scale_of=None) -> None:
@@ -63,8 +60,6 @@ def check(actual, expected, kind: str, what: str, scale_of=None) -> None:
     scale, rtol = TOL[kind]
     top = float(ref.max()) if ref.size else 0.0
     atol = scale * top
-    if top > 0:
-        MEASURED[kind] = max(MEASURED.get(kind, 0.0), float(np.abs(a - e).max()) / top)
     assert_close(a, e, atol=atol, rtol=rtol, what=f"{what} [{kind}]")
 
 
@@ -286,7 +281,6 @@ def check_end_to_end(run: Run) -> dict[str, int]:
         e = np.asarray(expected, dtype=np.float64)
         if diffuse:
             rel = float(np.linalg.norm(a - e) / np.linalg.norm(e))
-            MEASURED["e2e-rerouted"] = max(MEASURED.get("e2e-rerouted", 0.0), rel)
             assert rel <= TOL["e2e-rerouted"][0], f"{what}: relative error {rel:.3g} below a flipped gate"
             return
         if mask is not None:
@@ -698,17 +692,6 @@ def test_avg_pool_standard_op_covers_start_0_only():
     z.grad = None
     port.pool2d(z, "max", 3, 3, 0, 1).sum().backward()
     assert torch.equal(z.grad, torch.ones_like(z))  # max-undo, §3.6
-
-
-def test_zz_report_measured_errors(capsys):
-    """Not a check: with PORT_REPORT=1, prints the largest error per tolerance class seen above."""
-    import os
-
-    if os.environ.get("PORT_REPORT"):
-        with capsys.disabled():
-            for kind, value in sorted(MEASURED.items()):
-                scale, rtol = TOL[kind]
-                print(f"{kind:12s} max|err|/max|ref| = {value:.3g}   (tolerance scale {scale:g}, rtol {rtol:g})")
 
 
 def test_fused_softmax_logreg_gradient_stays_finite_when_p_underflows():
