@@ -48,7 +48,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "alexnet/blas.h"
+#include "alexnet/cpu/blas.h"
 
 namespace alexnet::cpu {
 
@@ -89,23 +89,6 @@ void im2col(const ConvParams& p, const float* x, int64_t num_cases, int64_t m0, 
       else
         std::memcpy(out, xc + (yy * s + xx) * n, static_cast<size_t>(n) * sizeof(float));
     }
-  }
-}
-
-void build_feeds(const ConvParams& p, ConvScratch& scratch) {
-  // CSR table: feeds[0..C] offsets, then for each channel the (g·Cg + c')
-  // indices that read it, increasing.
-  const int64_t c_all = p.channels, pairs = p.groups * p.filter_channels;
-  std::vector<int64_t>& f = scratch.feeds;
-  f.assign(static_cast<size_t>(c_all + 1 + pairs), 0);
-  for (int64_t gc = 0; gc < pairs; ++gc)
-    ++f[static_cast<size_t>(p.channel(gc / p.filter_channels, gc % p.filter_channels) + 1)];
-  for (int64_t c = 0; c < c_all; ++c) f[static_cast<size_t>(c + 1)] += f[static_cast<size_t>(c)];
-  std::vector<int64_t>& next = scratch.fill;
-  next.assign(f.begin(), f.begin() + c_all);
-  for (int64_t gc = 0; gc < pairs; ++gc) {
-    const int64_t c = p.channel(gc / p.filter_channels, gc % p.filter_channels);
-    f[static_cast<size_t>(c_all + 1 + next[static_cast<size_t>(c)]++)] = gc;
   }
 }
 
@@ -195,7 +178,7 @@ void conv_bprop_acts(const ConvParams& p, ConstMatView dy, ConstMatView w, MatVi
                      ConvScratch& scratch) {
   const int64_t n = dy.cols, m_all = p.modules(), f = p.filters, fg = p.filters_per_group(), r = p.rows_per_group();
   const int64_t chunk = lowering::chunk_modules(p, n);
-  lowering::build_feeds(p, scratch);
+  build_conv_feeds(p, scratch.feeds, scratch.fill);
   float* acc = lowering::begin_image_gradient(p, n, dx.data, scale_targets, scratch);
   float* cols = lowering::reserve(scratch.cols, p.groups * r * chunk * n);
   for (int64_t m0 = 0; m0 < m_all; m0 += chunk) {

@@ -3,7 +3,7 @@
 // parity with cuBLAS, §7.3). Accumulate-or-overwrite: scale_targets (§1.4).
 #include "alexnet/cpu/fc.h"
 
-#include "alexnet/blas.h"
+#include "alexnet/cpu/blas.h"
 
 namespace alexnet::cpu {
 

@@ -23,7 +23,7 @@
 
 #include <algorithm>
 
-#include "alexnet/blas.h"
+#include "alexnet/cpu/blas.h"
 
 namespace alexnet::cpu {
 
@@ -48,7 +48,7 @@ void local_bprop_acts(const ConvParams& p, ConstMatView dy, ConstMatView w, MatV
                       ConvScratch& scratch) {
   const int64_t n = dy.cols, m_all = p.modules(), f = p.filters, fg = p.filters_per_group(), r = p.rows_per_group();
   const int64_t chunk = lowering::chunk_modules(p, n);
-  lowering::build_feeds(p, scratch);
+  build_conv_feeds(p, scratch.feeds, scratch.fill);
   float* acc = lowering::begin_image_gradient(p, n, dx.data, scale_targets, scratch);
   float* cols = lowering::reserve(scratch.cols, p.groups * r * chunk * n);
   for (int64_t m0 = 0; m0 < m_all; m0 += chunk) {

@@ -19,27 +19,6 @@
 
 namespace alexnet::cpu {
 
-const NeuronInfo kNeuronTable[kNumNeuronTypes] = {
-    {NeuronType::kIdent, "ident", 0, NeuronUses::kNothing},
-    {NeuronType::kRelu, "relu", 0, NeuronUses::kOutput},
-    {NeuronType::kNrelu, "nrelu", 0, NeuronUses::kOutput},
-    {NeuronType::kBrelu, "brelu", 1, NeuronUses::kOutput},
-    {NeuronType::kSoftrelu, "softrelu", 0, NeuronUses::kInput},
-    {NeuronType::kDrelu, "drelu", 1, NeuronUses::kInput},
-    {NeuronType::kAbs, "abs", 0, NeuronUses::kInput},
-    {NeuronType::kLogistic, "logistic", 0, NeuronUses::kOutput},
-    {NeuronType::kTanh, "tanh", 2, NeuronUses::kOutput},
-    {NeuronType::kSquare, "square", 0, NeuronUses::kInput},
-    {NeuronType::kSqrt, "sqrt", 0, NeuronUses::kOutput},
-    {NeuronType::kLinear, "linear", 2, NeuronUses::kNothing},
-};
-
-const NeuronInfo* find_neuron(std::string_view name) {
-  for (const NeuronInfo& info : kNeuronTable)
-    if (name == info.name) return &info;
-  return nullptr;
-}
-
 namespace {
 
 constexpr int64_t kParallelMin = 1 << 15;  // below this, threads cost more than they save

@@ -43,11 +43,16 @@ void eltsum_bprop(const Launch& l, ConstMatView dy, MatView dx, float coeff, flo
   check_launch(l, "eltsum_kernel (backward)");
 }
 
-void eltmax_pair(const Launch& l, ConstMatView a, ConstMatView b, MatView y) {
+void eltmax_fprop(const Launch& l, const ConstMatView* xs, int64_t count, MatView y) {
   const int64_t total = y.size();
-  if (total <= 0) return;
-  eltmax_pair_kernel<<<grid_for(total), kThreads, 0, l.stream>>>(a.data, b.data, y.data, total);
+  if (total <= 0 || count < 2) return;
+  // max(x1, x0), then max(y, x_i): pairs in the CPU's order (§3.14).
+  eltmax_pair_kernel<<<grid_for(total), kThreads, 0, l.stream>>>(xs[1].data, xs[0].data, y.data, total);
   check_launch(l, "eltmax_pair_kernel");
+  for (int64_t i = 2; i < count; ++i) {
+    eltmax_pair_kernel<<<grid_for(total), kThreads, 0, l.stream>>>(y.data, xs[i].data, y.data, total);
+    check_launch(l, "eltmax_pair_kernel");
+  }
 }
 
 void eltmax_bprop(const Launch& l, ConstMatView x, ConstMatView y, ConstMatView dy, MatView dx, float scale_targets) {

@@ -21,7 +21,7 @@ __global__ void href_kernel(const float* in, float* out, int64_t s, int64_t tota
 
 }  // namespace
 
-void href_fprop(const Launch& l, const cpu::HrefParams& p, ConstMatView x, MatView y, float scale_targets) {
+void href_fprop(const Launch& l, const HrefParams& p, ConstMatView x, MatView y, float scale_targets) {
   const int64_t total = x.size();
   if (total <= 0) return;
   href_kernel<<<grid_for(total), kThreads, 0, l.stream>>>(x.data, y.data, p.img_size, total, x.cols, scale_targets,
@@ -29,7 +29,7 @@ void href_fprop(const Launch& l, const cpu::HrefParams& p, ConstMatView x, MatVi
   check_launch(l, "href_kernel");
 }
 
-void href_bprop(const Launch& l, const cpu::HrefParams& p, ConstMatView dy, MatView dx) {
+void href_bprop(const Launch& l, const HrefParams& p, ConstMatView dy, MatView dx) {
   const int64_t total = dy.size();
   if (total <= 0) return;
   href_kernel<<<grid_for(total), kThreads, 0, l.stream>>>(dy.data, dx.data, p.img_size, total, dy.cols, 0.0f, true);

@@ -16,7 +16,7 @@
 
 namespace alexnet::cuda {
 
-void local_fprop(const Launch& l, const Gemm& gemm, const cpu::ConvParams& p, ConstMatView x, ConstMatView w,
+void local_fprop(const Launch& l, const Gemm& gemm, const ConvParams& p, ConstMatView x, ConstMatView w,
                  MatView y, float scale_targets, const ConvWorkspace& ws) {
   const int64_t n = x.cols, m_all = p.modules(), f = p.filters, fg = p.filters_per_group(), r = p.rows_per_group();
   const int64_t chunk = conv_chunk_modules(p, n, ws.cols_floats);
@@ -30,7 +30,7 @@ void local_fprop(const Launch& l, const Gemm& gemm, const cpu::ConvParams& p, Co
   }
 }
 
-void local_bprop_acts(const Launch& l, const Gemm& gemm, const cpu::ConvParams& p, ConstMatView dy,
+void local_bprop_acts(const Launch& l, const Gemm& gemm, const ConvParams& p, ConstMatView dy,
                       ConstMatView w, MatView dx, float scale_targets, const ConvWorkspace& ws) {
   const int64_t n = dy.cols, m_all = p.modules(), f = p.filters, fg = p.filters_per_group(), r = p.rows_per_group();
   const int64_t image = p.channels * p.img_size * p.img_size * n;
@@ -50,7 +50,7 @@ void local_bprop_acts(const Launch& l, const Gemm& gemm, const cpu::ConvParams& 
   if (scale_targets != 0.0f) blend_into(l, acc, dx.data, image, 1.0f, scale_targets);
 }
 
-void local_bprop_weights(const Launch& l, const Gemm& gemm, const cpu::ConvParams& p, ConstMatView x,
+void local_bprop_weights(const Launch& l, const Gemm& gemm, const ConvParams& p, ConstMatView x,
                          ConstMatView dy, MatView inc, float scale_output, float scale_targets,
                          const ConvWorkspace& ws) {
   const int64_t n = x.cols, m_all = p.modules(), f = p.filters, fg = p.filters_per_group(), r = p.rows_per_group();

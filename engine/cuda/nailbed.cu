@@ -11,7 +11,7 @@ namespace alexnet::cuda {
 
 namespace {
 
-__global__ void nailbed_fprop_kernel(cpu::NailbedParams p, int64_t ox_n, int64_t start, const float* x, float* y,
+__global__ void nailbed_fprop_kernel(NailbedParams p, int64_t ox_n, int64_t start, const float* x, float* y,
                                      int64_t n_cases, float st) {
   const int64_t s = p.img_size, total = p.channels * ox_n * ox_n * n_cases;
   for (int64_t i = grid_start(); i < total; i += grid_step()) {
@@ -22,7 +22,7 @@ __global__ void nailbed_fprop_kernel(cpu::NailbedParams p, int64_t ox_n, int64_t
   }
 }
 
-__global__ void nailbed_bprop_kernel(cpu::NailbedParams p, int64_t ox_n, int64_t start, const float* dy, float* dx,
+__global__ void nailbed_bprop_kernel(NailbedParams p, int64_t ox_n, int64_t start, const float* dy, float* dx,
                                      int64_t n_cases, float st) {
   const int64_t s = p.img_size, total = p.channels * s * s * n_cases;
   for (int64_t i = grid_start(); i < total; i += grid_step()) {
@@ -37,20 +37,20 @@ __global__ void nailbed_bprop_kernel(cpu::NailbedParams p, int64_t ox_n, int64_t
 
 }  // namespace
 
-void nailbed_fprop(const Launch& l, const cpu::NailbedParams& p, ConstMatView x, MatView y, float scale_targets) {
+void nailbed_fprop(const Launch& l, const NailbedParams& p, ConstMatView x, MatView y, float scale_targets) {
   const int64_t total = y.size();
   if (total <= 0) return;
-  nailbed_fprop_kernel<<<grid_for(total), kThreads, 0, l.stream>>>(p, cpu::nailbed_outputs_x(p),
-                                                                   cpu::nailbed_start(p), x.data, y.data, x.cols,
+  nailbed_fprop_kernel<<<grid_for(total), kThreads, 0, l.stream>>>(p, nailbed_outputs_x(p),
+                                                                   nailbed_start(p), x.data, y.data, x.cols,
                                                                    scale_targets);
   check_launch(l, "nailbed_fprop_kernel");
 }
 
-void nailbed_bprop(const Launch& l, const cpu::NailbedParams& p, ConstMatView dy, MatView dx, float scale_targets) {
+void nailbed_bprop(const Launch& l, const NailbedParams& p, ConstMatView dy, MatView dx, float scale_targets) {
   const int64_t total = dx.size();
   if (total <= 0) return;
-  nailbed_bprop_kernel<<<grid_for(total), kThreads, 0, l.stream>>>(p, cpu::nailbed_outputs_x(p),
-                                                                   cpu::nailbed_start(p), dy.data, dx.data, dx.cols,
+  nailbed_bprop_kernel<<<grid_for(total), kThreads, 0, l.stream>>>(p, nailbed_outputs_x(p),
+                                                                   nailbed_start(p), dy.data, dx.data, dx.cols,
                                                                    scale_targets);
   check_launch(l, "nailbed_bprop_kernel");
 }
