@@ -334,3 +334,11 @@ def test_layer_type_table_is_exposed_once():
                                                 "spec": "§3.14"}
     with pytest.raises(KeyError):
         _core.layer_type_info("treefc")
+
+
+def test_both_backends_implement_every_row_of_the_table():
+    """Each backend finds a layer's implementation by its type's name: every row of the
+    core's table has one on the CPU, and one in the CUDA backend of a CUDA build."""
+    assert sorted(_core.cpu_layer_types()) == sorted(_core.LAYER_TYPES)
+    if CUDA_COMPILED:
+        assert sorted(_core.cuda_layer_types()) == sorted(_core.LAYER_TYPES)

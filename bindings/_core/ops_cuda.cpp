@@ -47,6 +47,9 @@ void register_cuda_ops(py::module_& m) {
       py::arg("candidates"),
       "Open cuBLAS, trying these library paths first: (ok, path or the reasons it failed).");
 
+  m.def("cuda_layer_types", &cuda::implemented_layer_types,
+        "The layer types the CUDA engine has an implementation of.");
+
   // The one interface (_core.Net, ops_net.cpp) plus what only the CUDA net has.
   using cuda::CudaNet;
   py::class_<CudaNet, Net>(m, "CudaNet", "A network in the CUDA engine (alexnet/cuda/net.h): buffers on the GPU")

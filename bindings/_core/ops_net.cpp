@@ -17,6 +17,7 @@
 #include "alexnet/core/layer_types.h"
 #include "alexnet/core/net.h"
 #include "alexnet/core/schedule.h"
+#include "alexnet/cpu/layer.h"
 #include "alexnet/cpu/net.h"
 #include "checks.h"
 
@@ -60,14 +61,13 @@ py::array download(Net& net, BufferKind kind, int layer, int input) {
 
 void register_net_ops(py::module_& m) {
   // The layer-type table (alexnet/core/layer_types.h), for the port and the harness.
-  py::tuple all(kNumLayerTypes);
-  py::list weights, costs;
-  for (int i = 0; i < kNumLayerTypes; ++i) {
-    all[static_cast<size_t>(i)] = kLayerTypes[i].name;
-    if (kLayerTypes[i].weights) weights.append(kLayerTypes[i].name);
-    if (kLayerTypes[i].cost) costs.append(kLayerTypes[i].name);
+  py::list all, weights, costs;
+  for (const LayerType& t : layer_types()) {
+    all.append(t.name);
+    if (t.weights) weights.append(t.name);
+    if (t.cost) costs.append(t.name);
   }
-  m.attr("LAYER_TYPES") = all;
+  m.attr("LAYER_TYPES") = py::tuple(all);
   m.attr("WEIGHT_LAYER_TYPES") = py::tuple(weights);
   m.attr("COST_LAYER_TYPES") = py::tuple(costs);
   m.def(
@@ -84,6 +84,7 @@ void register_net_ops(py::module_& m) {
         return d;
       },
       py::arg("name"), "A row of the engine's layer-type table: weights, cost, input counts, spec section.");
+  m.def("cpu_layer_types", &cpu::registered_layers, "The layer types the CPU engine has an implementation of.");
 
   py::class_<Schedule>(m, "Schedule", "A learning-rate schedule (engine.md §4.3)")
       .def(py::init<>())

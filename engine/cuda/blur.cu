@@ -7,6 +7,7 @@
 // One thread per output element: acc from +0 adding in[j + k − r]·g_k for the
 // in-image taps k = k_lo..k_hi−1 in increasing order; no FMA: bit-identical.
 #include "alexnet/cuda/blur.h"
+#include "layer.h"
 #include "common.cuh"
 
 namespace alexnet::cuda {
@@ -48,4 +49,24 @@ void blur_bprop(const Launch& l, const BlurParams& p, ConstMatView dy, MatView s
   blur_fprop(l, p, dy, scratch, dx, scale_targets);  // self-adjoint for a symmetric filter (§3.18)
 }
 
+}  // namespace alexnet::cuda
+
+// ---- the blur layer in the CUDA net (layer.h) -----------------------------------------------
+
+namespace alexnet::cuda {
+namespace {
+
+void forward(const LayerRun& r) {
+  r.op("fprop", [&] { blur_fprop(r.lc, r.store.blur, r.in(0), r.view(r.store.blur_tmp), r.out(), 0.0f); });
+}
+
+void backward(const LayerRun& r) {
+  single_input_backward(r, [&](MatView dx, float st) {
+    blur_bprop(r.lc, r.store.blur, r.dy(), r.view(r.store.blur_tmp), dx, st);
+  });
+}
+
+const bool registered = register_layer("blur", {forward, backward});
+
+}  // namespace
 }  // namespace alexnet::cuda

@@ -11,6 +11,7 @@
 // from 0; Y = X·powf(D, −β). Backward: prelim A (rnorm.cu), then
 // δX = X·Σ_{adjoint} A (increasing f') + δY·powf(D, −β). No FMA.
 #include "alexnet/cuda/norm.h"
+#include "layer.h"
 #include "common.cuh"
 
 namespace alexnet::cuda {
@@ -91,4 +92,25 @@ void cmrnorm_bprop(const Launch& l, const CrossMapNormParams& p, ConstMatView x,
   check_launch(l, "cmrnorm_undo_kernel");
 }
 
+}  // namespace alexnet::cuda
+
+// ---- the cmrnorm layer in the CUDA net (layer.h) -----------------------------------------------
+
+namespace alexnet::cuda {
+namespace {
+
+void forward(const LayerRun& r) {
+  r.op("fprop", [&] { cmrnorm_fprop(r.lc, r.layer.crossmap, r.in(0), r.out(), r.view(r.store.denoms)); });
+}
+
+void backward(const LayerRun& r) {
+  single_input_backward(r, [&](MatView dx, float st) {
+    cmrnorm_bprop(r.lc, r.layer.crossmap, r.in(0), r.out(), r.view(r.store.denoms), r.dy(), dx,
+                  r.view(r.store.scratch), st);
+  });
+}
+
+const bool registered = register_layer("cmrnorm", {forward, backward});
+
+}  // namespace
 }  // namespace alexnet::cuda

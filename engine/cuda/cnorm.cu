@@ -11,6 +11,7 @@
 // / valid count, IEEE division; Dm = X − μ. Pass 2 (after pass 1, same stream):
 // rnorm's rows over Dm with numerator X (rnorm.cu).
 #include "alexnet/cuda/norm.h"
+#include "layer.h"
 #include "common.cuh"
 
 namespace alexnet::cuda {
@@ -50,4 +51,27 @@ void cnorm_bprop(const Launch& l, const SpatialNormParams& p, ConstMatView mean_
   norm_detail::spatial_norm_undo(l, p, mean_diffs, scratch, denoms, dy, dx, scale_targets);
 }
 
+}  // namespace alexnet::cuda
+
+// ---- the cnorm layer in the CUDA net (layer.h) -----------------------------------------------
+
+namespace alexnet::cuda {
+namespace {
+
+void forward(const LayerRun& r) {
+  r.op("fprop", [&] {
+    cnorm_fprop(r.lc, r.layer.spatial, r.in(0), r.out(), r.view(r.store.denoms), r.view(r.store.mean_diffs));
+  });
+}
+
+void backward(const LayerRun& r) {
+  single_input_backward(r, [&](MatView dx, float st) {
+    cnorm_bprop(r.lc, r.layer.spatial, r.view(r.store.mean_diffs), r.out(), r.view(r.store.denoms), r.dy(), dx,
+                r.view(r.store.scratch), st);
+  });
+}
+
+const bool registered = register_layer("cnorm", {forward, backward});
+
+}  // namespace
 }  // namespace alexnet::cuda

@@ -20,6 +20,7 @@
 #include <string>
 
 #include "alexnet/cuda/conv.h"
+#include "layer.h"
 #include "alexnet/cuda/util.h"
 #include "common.cuh"
 
@@ -253,4 +254,54 @@ void conv_bprop_bias(const Launch& l, ConstMatView dy, MatView gb, bool shared, 
   check_launch(l, "bias_grad_kernel");
 }
 
+}  // namespace alexnet::cuda
+
+// ---- the conv layer in the CUDA net (layer.h) -----------------------------------------------
+
+namespace alexnet::cuda {
+namespace {
+
+ConvWorkspace workspace(const LayerRun& r, size_t i) {
+  ConvWorkspace ws = r.ws;
+  ws.feeds = r.store.feeds[i];
+  return ws;
+}
+
+void forward(const LayerRun& r) {
+  weight_layer_forward(
+      r,
+      [&](size_t i, MatView y, float st) {
+        const MatrixPlan& w = r.weight_plan(i);
+        conv_fprop(r.lc, r.gemm, r.store.conv[i], r.in(i), ConstMatView(r.weight(i).w, w.rows, w.cols), y, st,
+                   workspace(r, i));
+      },
+      [&](MatView y) {
+        const MatrixPlan& b = r.bias_plan();
+        conv_add_bias(r.lc, ConstMatView(r.bias().w, b.rows, b.cols), y, r.spec().shared_biases);
+      });
+}
+
+void backward(const LayerRun& r) {
+  const float inv_n = 1.0f / static_cast<float>(r.n);
+  weight_layer_backward(
+      r,
+      [&](size_t i, MatView dx, float st) {
+        const MatrixPlan& w = r.weight_plan(i);
+        conv_bprop_acts(r.lc, r.gemm, r.store.conv[i], r.dy(), ConstMatView(r.weight(i).w, w.rows, w.cols), dx, st,
+                        workspace(r, i));
+      },
+      [&](size_t i, bool first) {  // G (the update forms inc from it); later uses of a shared matrix add
+        const MatrixPlan& w = r.weight_plan(i);
+        conv_bprop_weights(r.lc, r.gemm, r.store.conv[i], r.in(i), r.dy(), MatView{r.weight(i).grad, w.rows, w.cols},
+                           r.spec().partial_sum, inv_n, first ? 0.0f : 1.0f, workspace(r, i));
+      },
+      [&] {
+        const MatrixPlan& b = r.bias_plan();
+        conv_bprop_bias(r.lc, r.dy(), MatView{r.bias().grad, b.rows, b.cols}, r.spec().shared_biases, inv_n, 0.0f);
+      });
+}
+
+const bool registered = register_layer("conv", {forward, backward});
+
+}  // namespace
 }  // namespace alexnet::cuda

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "alexnet/cuda/cost.h"
+#include "layer.h"
 #include "common.cuh"
 
 namespace alexnet::cuda {
@@ -149,4 +150,47 @@ void sum2_bprop(const Launch& l, ConstMatView x, MatView dx, float coeff, float 
   check_launch(l, "sum2 scale_blend_kernel");
 }
 
+}  // namespace alexnet::cuda
+
+// ---- the cost.logreg layer in the CUDA net (layer.h) -----------------------------------------------
+
+namespace alexnet::cuda {
+namespace {
+
+void logreg_forward(const LayerRun& r) {
+  r.op("cost", [&] {
+    const LogregCosts c = logreg_cost(r.lc, r.in(0).data, r.in(1), r.spec().topk, r.store.cost_log_p,
+                                      r.store.cost_credits);
+    r.set_costs({c.neg_log_prob, c.top1_errors, c.topk_errors});
+  });
+}
+
+void logreg_backward(const LayerRun& r) {  // unless the softmax below took the fused gradient (§3.12)
+  if (r.plan_of(r.spec().inputs[1]).fused_logreg || !r.wants(1)) return;
+  r.contribute(1, "bprop", [&](MatView dp, float st) {
+    logreg_bprop(r.lc, r.in(0).data, r.in(1), dp, r.spec().coeff, st);
+  });
+}
+
+const bool logreg_registered = register_layer("cost.logreg", {logreg_forward, logreg_backward});
+
+}  // namespace
+}  // namespace alexnet::cuda
+
+// ---- the cost.sum2 layer in the CUDA net (layer.h) -----------------------------------------------
+
+namespace alexnet::cuda {
+namespace {
+
+void sum2_forward(const LayerRun& r) {
+  r.op("cost", [&] { r.set_costs({sum2_cost(r.lc, r.in(0), r.store.cost_rows)}); });
+}
+
+void sum2_backward(const LayerRun& r) {
+  single_input_backward(r, [&](MatView dx, float st) { sum2_bprop(r.lc, r.in(0), dx, r.spec().coeff, st); });
+}
+
+const bool sum2_registered = register_layer("cost.sum2", {sum2_forward, sum2_backward});
+
+}  // namespace
 }  // namespace alexnet::cuda

@@ -3,6 +3,7 @@
 // fastest, all of one shape; element-wise, so bit-identical to the CPU.
 // Accumulate-or-overwrite: blend (§1.4), except eltmax's forward (overwrites).
 #include "alexnet/cuda/eltwise.h"
+#include "layer.h"
 #include "common.cuh"
 
 namespace alexnet::cuda {
@@ -63,4 +64,51 @@ void eltmax_bprop(const Launch& l, ConstMatView x, ConstMatView y, ConstMatView 
   check_launch(l, "eltmax_grad_kernel");
 }
 
+}  // namespace alexnet::cuda
+
+// ---- the eltsum layer in the CUDA net (layer.h) -----------------------------------------------
+
+namespace alexnet::cuda {
+namespace {
+
+float coeff(const LayerRun& r, size_t i) { return r.spec().coeffs.empty() ? 1.0f : r.spec().coeffs[i]; }
+
+void eltsum_forward(const LayerRun& r) {
+  r.op("fprop", [&] {
+    for (size_t i = 0; i < r.spec().inputs.size(); ++i)
+      eltsum_fprop(r.lc, r.in(i), r.out(), coeff(r, i), i == 0 ? 0.0f : 1.0f);
+  });
+}
+
+void eltsum_backward(const LayerRun& r) {
+  for (size_t i = 0; i < r.spec().inputs.size(); ++i)
+    if (r.wants(i))
+      r.contribute(i, "bprop", [&](MatView dx, float st) { eltsum_bprop(r.lc, r.dy(), dx, coeff(r, i), st); });
+}
+
+const bool eltsum_registered = register_layer("eltsum", {eltsum_forward, eltsum_backward});
+
+}  // namespace
+}  // namespace alexnet::cuda
+
+// ---- the eltmax layer in the CUDA net (layer.h) -----------------------------------------------
+
+namespace alexnet::cuda {
+namespace {
+
+void eltmax_forward(const LayerRun& r) {
+  r.op("fprop", [&] {
+    eltmax_fprop(r.lc, r.inputs().data(), static_cast<int64_t>(r.inputs().size()), r.out());
+  });
+}
+
+void eltmax_backward(const LayerRun& r) {
+  for (size_t i = 0; i < r.spec().inputs.size(); ++i)
+    if (r.wants(i))
+      r.contribute(i, "bprop", [&](MatView dx, float st) { eltmax_bprop(r.lc, r.in(i), r.out(), r.dy(), dx, st); });
+}
+
+const bool eltmax_registered = register_layer("eltmax", {eltmax_forward, eltmax_backward});
+
+}  // namespace
 }  // namespace alexnet::cuda

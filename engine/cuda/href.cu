@@ -3,6 +3,7 @@
 // Forward blends (§1.4); backward ALWAYS overwrites dx (the release ignores
 // scaleTargets here, §13 item 8, kept). Copies only: exact.
 #include "alexnet/cuda/href.h"
+#include "layer.h"
 #include "common.cuh"
 
 namespace alexnet::cuda {
@@ -36,4 +37,22 @@ void href_bprop(const Launch& l, const HrefParams& p, ConstMatView dy, MatView d
   check_launch(l, "href_kernel (backward)");
 }
 
+}  // namespace alexnet::cuda
+
+// ---- the href layer in the CUDA net (layer.h) -----------------------------------------------
+
+namespace alexnet::cuda {
+namespace {
+
+void forward(const LayerRun& r) {
+  r.op("fprop", [&] { href_fprop(r.lc, r.layer.href, r.in(0), r.out(), 0.0f); });
+}
+
+void backward(const LayerRun& r) {  // §13 item 8: overwrites, ignoring accumulation, as written
+  single_input_backward(r, [&](MatView dx, float) { href_bprop(r.lc, r.layer.href, r.dy(), dx); });
+}
+
+const bool registered = register_layer("href", {forward, backward});
+
+}  // namespace
 }  // namespace alexnet::cuda

@@ -5,6 +5,7 @@
 // (off-grid pixels blend 0: zero when overwriting, unchanged when adding).
 // Copies only: exact.
 #include "alexnet/cuda/nailbed.h"
+#include "layer.h"
 #include "common.cuh"
 
 namespace alexnet::cuda {
@@ -55,4 +56,22 @@ void nailbed_bprop(const Launch& l, const NailbedParams& p, ConstMatView dy, Mat
   check_launch(l, "nailbed_bprop_kernel");
 }
 
+}  // namespace alexnet::cuda
+
+// ---- the nailbed layer in the CUDA net (layer.h) -----------------------------------------------
+
+namespace alexnet::cuda {
+namespace {
+
+void forward(const LayerRun& r) {
+  r.op("fprop", [&] { nailbed_fprop(r.lc, r.layer.nailbed, r.in(0), r.out(), 0.0f); });
+}
+
+void backward(const LayerRun& r) {
+  single_input_backward(r, [&](MatView dx, float st) { nailbed_bprop(r.lc, r.layer.nailbed, r.dy(), dx, st); });
+}
+
+const bool registered = register_layer("nailbed", {forward, backward});
+
+}  // namespace
 }  // namespace alexnet::cuda

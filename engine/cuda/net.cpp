@@ -1,15 +1,16 @@
-// The CUDA net (alexnet/cuda/net.h): the wiring of engine/cpu/net.cpp, layer for
-// layer, with the kernels of engine/cuda and every buffer in GPU memory. What a
-// layer is and how it learns comes from the Plan (core/net_plan.h); the device
+// The CUDA net (alexnet/cuda/net.h): the buffers of a network in GPU memory and
+// the order of a training step, as engine/cpu/net.cpp. What each layer is comes
+// from the Plan (core/net_plan.h); what each layer computes is in its own file
+// (engine/cuda/<op>.cu), found by name in the table of layer.h; the device
 // plumbing (streams, allocations, copies between devices, timing) is in
 // devices.h.
 //
 // Order and accumulation are the CPU net's (engine.md §1.4, §1.5, §4.2):
-// * forward: inputs in listed order, the first with scale_targets 0 and the
-//   bias right after it, later inputs added;
-// * backward: layers in reverse order; the first consumer to reach a producer
-//   overwrites its gradient, later ones add; softmax with a single cost.logreg
-//   consumer takes the fused gradient; a matrix whose base rate is 0 gets none;
+// * forward: layers in execution order, each on its device's stream, with its
+//   inputs copied to that device first when they live elsewhere;
+// * backward: layers in reverse order, each that needs a gradient and received
+//   one; the first consumer to reach a producer overwrites its gradient, later
+//   ones add (LayerRun::contribute);
 // * update: the Plan's update rules, matrix by matrix.
 // Draws (masks, noise, schedule noise) come from the base's generator, made on
 // the host in the CPU net's order and uploaded. Every layer's work goes to its
@@ -22,25 +23,13 @@
 #include <cstdlib>
 #include <stdexcept>
 
-#include "alexnet/cuda/blur.h"
-#include "alexnet/cuda/concat.h"
 #include "alexnet/cuda/conv.h"
-#include "alexnet/cuda/cost.h"
-#include "alexnet/cuda/dropout.h"
-#include "alexnet/cuda/eltwise.h"
-#include "alexnet/cuda/fc.h"
 #include "alexnet/cuda/gemm.h"
-#include "alexnet/cuda/href.h"
 #include "alexnet/cuda/launch.h"
-#include "alexnet/cuda/local.h"
-#include "alexnet/cuda/nailbed.h"
-#include "alexnet/cuda/neuron.h"
-#include "alexnet/cuda/norm.h"
-#include "alexnet/cuda/pool.h"
-#include "alexnet/cuda/softmax.h"
 #include "alexnet/cuda/update.h"
 #include "alexnet/cuda/util.h"
 #include "devices.h"
+#include "layer.h"
 
 namespace alexnet::cuda {
 
@@ -50,46 +39,10 @@ bool load_cublas_library(const std::vector<std::string>& candidates, std::string
 
 namespace {
 
-using Kind = LayerKind;
-
 // Float budgets of the shared conv/local scratch of one device: the lowered
 // patches (256 MiB) and the partial-sum blocks of a weight gradient (64 MiB).
 constexpr int64_t kColsBudget = int64_t{1} << 26;
 constexpr int64_t kBlocksBudget = int64_t{1} << 24;
-
-// The storage of one weight matrix or bias (Plan::matrices has its parameters),
-// on the device of the layer that owns it.
-struct MatrixStore {
-  int dev = 0;
-  float* w = nullptr;
-  float* inc = nullptr;
-  float* grad = nullptr;  // conv weights and biases only
-};
-
-// The buffers of one layer on its device (Plan::layers has the rest).
-struct LayerStore {
-  int dev = 0;
-  float* acts = nullptr;  // (D, max_cases); null when D == 0 (cost layers)
-  float* grad = nullptr;
-  bool grad_set = false;
-  float* denoms = nullptr;
-  float* scratch = nullptr;
-  float* mean_diffs = nullptr;
-  float* mask = nullptr;   // hs: (D, max_cases)
-  float* noise = nullptr;  // nrelu: (D, max_cases)
-  float* blur_tmp = nullptr;
-  std::vector<float> draws;           // host staging of mask/noise draws
-  std::vector<ConvParams> conv;       // the Plan's, with conns in device memory
-  std::vector<const int64_t*> feeds;  // per input: device CSR channel -> (g, c') table
-  BlurParams blur;                    // the Plan's, with the taps in device memory
-  // Replicas of acts / grad on other devices (engine.md §6), by device.
-  std::map<int, float*> acts_on, grad_on;
-  std::map<int, bool> acts_fresh;  // replica refreshed in this forward
-  // Device scratch of the cost kernels.
-  float* cost_log_p = nullptr;     // logreg: (max_cases)
-  double* cost_credits = nullptr;  // logreg: (2·max_cases)
-  double* cost_rows = nullptr;     // sum2: (D_in)
-};
 
 }  // namespace
 
@@ -97,6 +50,7 @@ struct CudaNet::State {
   Devices devices;
   std::vector<LayerStore> layers;
   std::vector<MatrixStore> matrices;
+  std::vector<const LayerOps*> ops;  // per layer, its type's implementation
   State(int num_gpus, const std::string& gemm) : devices(num_gpus, gemm) {}
 };
 
@@ -114,6 +68,9 @@ CudaNet::CudaNet(std::vector<LayerSpec> specs, int64_t max_cases, uint64_t seed,
   for (size_t li = 0; li < plan_.layers.size(); ++li) {
     const LayerPlan& L = plan_.layers[li];
     const LayerSpec& s = L.spec;
+    const LayerOps* ops = find_layer(s.type);
+    if (ops == nullptr) fail_layer(s, "the CUDA engine has no implementation of '" + s.type + "' layers");
+    S.ops.push_back(ops);
     LayerStore& B = S.layers[li];
     B.dev = s.gpu < 0 ? 0 : s.gpu % ndev;
     const int64_t size = s.outputs * max_cases;
@@ -143,16 +100,16 @@ CudaNet::CudaNet(std::vector<LayerSpec> specs, int64_t max_cases, uint64_t seed,
       if (!s.conv[i].conns.empty()) p.conns = D.upload(B.dev, s.conv[i].conns, "connection table" + of);
       B.conv.push_back(p);
     }
-    if (L.kind == Kind::Blur) {
+    if (L.is("blur")) {
       B.blur = L.blur;
       B.blur.filter = D.upload(B.dev, s.filter, "blur taps" + of);
     }
-    if (L.kind == Kind::Logreg) {
+    if (L.is("cost.logreg")) {
       B.cost_log_p = D.alloc(B.dev, max_cases, "logreg cost terms" + of);
       B.cost_credits = static_cast<double*>(
           D.alloc_bytes(B.dev, 2 * max_cases * static_cast<int64_t>(sizeof(double)), "logreg credits" + of));
     }
-    if (L.kind == Kind::Sum2)
+    if (L.is("cost.sum2"))
       B.cost_rows = static_cast<double*>(D.alloc_bytes(
           B.dev, std::max<int64_t>(1, L.input_sizes[0]) * static_cast<int64_t>(sizeof(double)), "sum2 terms" + of));
   }
@@ -277,133 +234,22 @@ void CudaNet::forward(PassType pass) {
 
   for (size_t li = 0; li < plan_.layers.size(); ++li) {
     const LayerPlan& L = plan_.layers[li];
-    LayerStore& B = S.layers[li];
-    const LayerSpec& s = L.spec;
-    const Launch lc{D[B.dev].stream, s.name.c_str()};
-    const Gemm& gemm = *D[B.dev].gemm;
-    MatView y{B.acts, s.outputs, n};
-    auto op = [&](const char* name, auto&& f) {
-      D.run(B.dev, s.name, std::string(L.type->name) + ":" + name, 0, profile, synchronous, f);
-    };
+    const LayerStore& B = S.layers[li];
     std::vector<ConstMatView> ins;
     bool remote = false;
-    for (int in : s.inputs) remote = remote || S.layers[static_cast<size_t>(in)].dev != B.dev;
+    for (int in : L.spec.inputs) remote = remote || S.layers[static_cast<size_t>(in)].dev != B.dev;
     auto gather = [&] {
-      for (size_t i = 0; i < s.inputs.size(); ++i) ins.emplace_back(acts_at(s.inputs[i], B.dev), L.input_sizes[i], n);
+      for (size_t i = 0; i < L.spec.inputs.size(); ++i)
+        ins.emplace_back(acts_at(L.spec.inputs[i], B.dev), L.input_sizes[i], n);
     };
-    if (remote)
-      op("copy_inputs", gather);  // timed: copies between devices
+    if (remote)  // timed: copies between devices
+      D.run(B.dev, L.spec.name, std::string(L.type->name) + ":copy_inputs", 0, profile, synchronous, gather);
     else
       gather();
     D.set(B.dev);
-    switch (L.kind) {
-      case Kind::Data:
-        break;
-      case Kind::Conv:
-      case Kind::Local:
-      case Kind::Fc:
-        for (size_t i = 0; i < s.inputs.size(); ++i) {
-          const MatrixPlan& w = plan_.matrices[static_cast<size_t>(L.weights[i])];
-          const float* wd = S.matrices[static_cast<size_t>(L.weights[i])].w;
-          const float st = i == 0 ? 0.0f : 1.0f;
-          op("fprop", [&] {
-            if (L.kind == Kind::Fc) {  // the release's (Din, Dout) Fortran matrix is (Dout, Din) row-major here
-              fc_fprop(lc, gemm, ins[i], ConstMatView(wd, w.cols, w.rows), y, st);
-            } else {
-              ConvWorkspace ws = D[B.dev].ws;
-              ws.feeds = B.feeds[i];
-              if (L.kind == Kind::Conv)
-                conv_fprop(lc, gemm, B.conv[i], ins[i], ConstMatView(wd, w.rows, w.cols), y, st, ws);
-              else
-                local_fprop(lc, gemm, B.conv[i], ins[i], ConstMatView(wd, w.rows, w.cols), y, st, ws);
-            }
-          });
-          if (i == 0) {  // §1.4: the bias right after the first input
-            const MatrixPlan& b = plan_.matrices[static_cast<size_t>(L.bias)];
-            const float* bd = S.matrices[static_cast<size_t>(L.bias)].w;
-            op("bias", [&] {
-              if (L.kind == Kind::Fc)
-                fc_add_bias(lc, bd, y);
-              else
-                conv_add_bias(lc, ConstMatView(bd, b.rows, b.cols), y, L.kind == Kind::Conv && s.shared_biases);
-            });
-          }
-        }
-        break;
-      case Kind::Pool:
-        op("fprop", [&] { pool_fprop(lc, L.pool, ins[0], y, 0.0f); });
-        break;
-      case Kind::Rnorm:
-        op("fprop", [&] { rnorm_fprop(lc, L.spatial, ins[0], y, MatView{B.denoms, s.outputs, n}); });
-        break;
-      case Kind::Cnorm:
-        op("fprop", [&] {
-          cnorm_fprop(lc, L.spatial, ins[0], y, MatView{B.denoms, s.outputs, n}, MatView{B.mean_diffs, s.outputs, n});
-        });
-        break;
-      case Kind::Cmrnorm:
-        op("fprop", [&] { cmrnorm_fprop(lc, L.crossmap, ins[0], y, MatView{B.denoms, s.outputs, n}); });
-        break;
-      case Kind::Neuron:
-        if (L.has_noise && !inject_masks) {  // nrelu: one N(0,1) draw per element, every pass (§3.11)
-          draws.normal(B.draws.data(), s.outputs * n);
-          check(cudaMemcpyAsync(B.noise, B.draws.data(), static_cast<size_t>(s.outputs * n) * sizeof(float),
-                                cudaMemcpyHostToDevice, lc.stream),
-                "cudaMemcpyAsync of nrelu noise (layer '" + s.name + "')");
-        }
-        op("fprop", [&] { neuron_fprop(lc, L.neuron, ins[0], B.noise, y); });
-        break;
-      case Kind::Softmax:
-        op("fprop", [&] { softmax_fprop(lc, ins[0], y); });
-        break;
-      case Kind::Dropout: {
-        const bool train = pass == PassType::Train && s.enable;
-        if (train && !inject_masks) {  // §3.16: keep with probability keep, U in (0, 1]
-          draws.dropout_mask(B.draws.data(), s.outputs * n, s.keep);
-          check(cudaMemcpyAsync(B.mask, B.draws.data(), static_cast<size_t>(s.outputs * n) * sizeof(float),
-                                cudaMemcpyHostToDevice, lc.stream),
-                "cudaMemcpyAsync of the dropout mask (layer '" + s.name + "')");
-        }
-        op("fprop", [&] { dropout_fprop(lc, ins[0], B.mask, s.keep, train, y); });
-        break;
-      }
-      case Kind::Eltsum:
-        op("fprop", [&] {
-          for (size_t i = 0; i < s.inputs.size(); ++i)
-            eltsum_fprop(lc, ins[i], y, s.coeffs.empty() ? 1.0f : s.coeffs[i], i == 0 ? 0.0f : 1.0f);
-        });
-        break;
-      case Kind::Eltmax:
-        op("fprop", [&] { eltmax_fprop(lc, ins.data(), static_cast<int64_t>(ins.size()), y); });
-        break;
-      case Kind::Concat:
-        op("fprop", [&] {
-          int64_t offset = 0;
-          for (size_t i = 0; i < s.inputs.size(); ++i) {
-            concat_fprop(lc, ins[i], y, offset);
-            offset += ins[i].rows;
-          }
-        });
-        break;
-      case Kind::Nailbed:
-        op("fprop", [&] { nailbed_fprop(lc, L.nailbed, ins[0], y, 0.0f); });
-        break;
-      case Kind::Blur:
-        op("fprop", [&] { blur_fprop(lc, B.blur, ins[0], MatView{B.blur_tmp, s.outputs, n}, y, 0.0f); });
-        break;
-      case Kind::Href:
-        op("fprop", [&] { href_fprop(lc, L.href, ins[0], y, 0.0f); });
-        break;
-      case Kind::Logreg:
-        op("cost", [&] {
-          const LogregCosts c = logreg_cost(lc, ins[0].data, ins[1], s.topk, B.cost_log_p, B.cost_credits);
-          costs_[s.name] = {c.neg_log_prob, c.top1_errors, c.topk_errors};
-        });
-        break;
-      case Kind::Sum2:
-        op("cost", [&] { costs_[s.name] = {sum2_cost(lc, ins[0], B.cost_rows)}; });
-        break;
-    }
+    const LayerRun run(plan_, D, S.layers, S.matrices, static_cast<int>(li), n, pass, inject_masks, &draws, costs_, 0,
+                       profile, synchronous, std::move(ins));
+    S.ops[li]->forward(run);
   }
   D.sync_all("forward");
   if (profile) D.collect(layer_seconds, kernel_seconds);
@@ -414,201 +260,23 @@ void CudaNet::backward() {
   Devices& D = S.devices;
   const int64_t n = cases_;
   if (n < 1) throw std::logic_error("backward before forward");
-  const float inv_n = 1.0f / static_cast<float>(n);
   for (LayerStore& B : S.layers) B.grad_set = false;
   plan_.begin_backward();
-
   for (size_t li = plan_.layers.size(); li-- > 0;) {
     const LayerPlan& L = plan_.layers[li];
-    LayerStore& B = S.layers[li];
-    const LayerSpec& s = L.spec;
-    if (L.kind == Kind::Data || !L.needs_grad) continue;
-    if (!L.type->cost && !B.grad_set && !(L.kind == Kind::Softmax && L.fused_logreg)) continue;  // nothing reached it
-    const Launch lc{D[B.dev].stream, s.name.c_str()};
-    const Gemm& gemm = *D[B.dev].gemm;
-    const ConstMatView dy(B.grad, s.outputs, n);
+    const LayerStore& B = S.layers[li];
+    if (S.ops[li]->backward == nullptr || !L.needs_grad) continue;
+    if (!L.type->cost && !B.grad_set && !L.fused_logreg) continue;  // nothing reached it
     // Input i's acts on this layer's device (the replicas were filled in forward).
-    auto in = [&](size_t i) {
-      const LayerStore& P = S.layers[static_cast<size_t>(s.inputs[i])];
-      return ConstMatView(P.dev == B.dev ? P.acts : P.acts_on.at(B.dev), L.input_sizes[i], n);
-    };
-    auto wants = [&](size_t i) { return plan_.layers[static_cast<size_t>(s.inputs[i])].needs_grad; };
-    auto op = [&](const char* name, auto&& f) {
-      D.run(B.dev, s.name, std::string(L.type->name) + ":" + name, 1, profile, synchronous, f);
-    };
-    // The gradient of input i: the first contribution overwrites (st 0), later
-    // ones add (st 1). A producer on another device: its gradient is copied
-    // here, the kernel runs on the copy, and the result goes back (engine.md §6).
-    auto contribute = [&](size_t i, const char* name, auto&& f) {
-      LayerStore& P = S.layers[static_cast<size_t>(s.inputs[i])];
-      const std::string& pname = plan_.layers[static_cast<size_t>(s.inputs[i])].spec.name;
-      const int64_t size = L.input_sizes[i] * n;
-      const float st = P.grad_set ? 1.0f : 0.0f;
-      P.grad_set = true;
-      op(name, [&] {
-        float* target = P.grad;
-        if (P.dev != B.dev) {
-          target = P.grad_on.at(B.dev);
-          if (st != 0.0f) D.copy_between(P.grad, P.dev, target, B.dev, size, "gradient of '" + pname + "'");
-          D.set(B.dev);
-        }
-        f(MatView{target, L.input_sizes[i], n}, st);
-        if (P.dev != B.dev) D.copy_between(target, B.dev, P.grad, P.dev, size, "gradient of '" + pname + "'");
-      });
-    };
-    D.set(B.dev);
-    switch (L.kind) {
-      case Kind::Data:
-        break;
-      case Kind::Conv:
-      case Kind::Local:
-      case Kind::Fc: {
-        ConvWorkspace ws = D[B.dev].ws;
-        for (size_t i = 0; i < s.inputs.size(); ++i) {
-          MatrixPlan& w = plan_.matrices[static_cast<size_t>(L.weights[i])];
-          const MatrixStore& wd = S.matrices[static_cast<size_t>(L.weights[i])];
-          ws.feeds = B.conv.empty() ? nullptr : B.feeds[i];
-          if (wants(i))
-            contribute(i, "bprop_acts", [&](MatView dx, float st) {
-              if (L.kind == Kind::Fc)
-                fc_bprop_acts(lc, gemm, dy, ConstMatView(wd.w, w.cols, w.rows), dx, st);
-              else if (L.kind == Kind::Conv)
-                conv_bprop_acts(lc, gemm, B.conv[i], dy, ConstMatView(wd.w, w.rows, w.cols), dx, st, ws);
-              else
-                local_bprop_acts(lc, gemm, B.conv[i], dy, ConstMatView(wd.w, w.rows, w.cols), dx, st, ws);
-            });
-          if (w.eps_base <= 0.0f) continue;  // §4.2: a frozen matrix gets no gradient
-          const bool first = !w.contributed;
-          w.contributed = true;
-          op("bprop_weights", [&] {
-            if (L.kind == Kind::Fc)  // inc <- mom·inc + (eps/N)·dY·Xᵀ; mom 1 for further uses of a shared matrix
-              fc_bprop_weights(lc, gemm, in(i), dy, MatView{wd.inc, w.cols, w.rows}, w.eps * inv_n,
-                               first ? w.mom : 1.0f);
-            else if (L.kind == Kind::Conv)
-              conv_bprop_weights(lc, gemm, B.conv[i], in(i), dy, MatView{wd.grad, w.rows, w.cols}, s.partial_sum,
-                                 inv_n, first ? 0.0f : 1.0f, ws);
-            else
-              local_bprop_weights(lc, gemm, B.conv[i], in(i), dy, MatView{wd.inc, w.rows, w.cols}, w.eps * inv_n,
-                                  first ? w.mom : 1.0f, ws);
-          });
-        }
-        const MatrixPlan& b = plan_.matrices[static_cast<size_t>(L.bias)];
-        float* bgrad = S.matrices[static_cast<size_t>(L.bias)].grad;
-        if (b.eps_base > 0.0f) {
-          op("bprop_bias", [&] {
-            if (L.kind == Kind::Fc)
-              fc_bprop_bias(lc, dy, bgrad, inv_n, 0.0f);
-            else
-              conv_bprop_bias(lc, dy, MatView{bgrad, b.rows, b.cols}, L.kind == Kind::Conv && s.shared_biases, inv_n,
-                              0.0f);
-          });
-        }
-        break;
-      }
-      case Kind::Pool:
-        if (wants(0))
-          contribute(0, "bprop", [&](MatView dx, float st) {
-            pool_bprop(lc, L.pool, in(0), ConstMatView(B.acts, s.outputs, n), dy, dx, st);
-          });
-        break;
-      case Kind::Rnorm:
-      case Kind::Cnorm:
-      case Kind::Cmrnorm:
-        if (wants(0))
-          contribute(0, "bprop", [&](MatView dx, float st) {
-            const ConstMatView yv(B.acts, s.outputs, n), d(B.denoms, s.outputs, n);
-            const MatView scratch{B.scratch, s.outputs, n};
-            if (L.kind == Kind::Rnorm)
-              rnorm_bprop(lc, L.spatial, in(0), yv, d, dy, dx, scratch, st);
-            else if (L.kind == Kind::Cnorm)
-              cnorm_bprop(lc, L.spatial, ConstMatView(B.mean_diffs, s.outputs, n), yv, d, dy, dx, scratch, st);
-            else
-              cmrnorm_bprop(lc, L.crossmap, in(0), yv, d, dy, dx, scratch, st);
-          });
-        break;
-      case Kind::Neuron:
-        if (wants(0))
-          contribute(0, "bprop", [&](MatView dx, float st) {
-            neuron_bprop(lc, L.neuron, in(0), ConstMatView(B.acts, s.outputs, n), dy, dx, st);
-          });
-        break;
-      case Kind::Softmax:
-        if (wants(0)) {
-          if (L.fused_logreg) {
-            const LayerPlan& cost_layer = plan_.layers[static_cast<size_t>(L.consumers[0])];
-            const int labels_layer = cost_layer.spec.inputs[0];
-            LayerStore& labels = S.layers[static_cast<size_t>(labels_layer)];
-            const float* label_data = labels.acts;
-            if (labels.dev != B.dev) {
-              float* replica = labels.acts_on.at(B.dev);
-              D.copy_between(labels.acts, labels.dev, replica, B.dev, n, "labels of '" + cost_layer.spec.name + "'");
-              D.set(B.dev);
-              label_data = replica;
-            }
-            contribute(0, "bprop_logreg", [&](MatView dx, float st) {
-              logreg_softmax_bprop(lc, label_data, ConstMatView(B.acts, s.outputs, n), dx, cost_layer.spec.coeff, st);
-            });
-          } else {
-            contribute(0, "bprop", [&](MatView dx, float st) {
-              softmax_bprop(lc, ConstMatView(B.acts, s.outputs, n), dy, dx, st);
-            });
-          }
-        }
-        break;
-      case Kind::Dropout:
-        if (wants(0))
-          contribute(0, "bprop", [&](MatView dx, float st) {
-            dropout_bprop(lc, dy, B.mask, s.keep, pass_ == PassType::Train && s.enable, dx, st);
-          });
-        break;
-      case Kind::Eltsum:
-        for (size_t i = 0; i < s.inputs.size(); ++i)
-          if (wants(i))
-            contribute(i, "bprop", [&](MatView dx, float st) {
-              eltsum_bprop(lc, dy, dx, s.coeffs.empty() ? 1.0f : s.coeffs[i], st);
-            });
-        break;
-      case Kind::Eltmax:
-        for (size_t i = 0; i < s.inputs.size(); ++i)
-          if (wants(i))
-            contribute(i, "bprop", [&](MatView dx, float st) {
-              eltmax_bprop(lc, in(i), ConstMatView(B.acts, s.outputs, n), dy, dx, st);
-            });
-        break;
-      case Kind::Concat: {
-        int64_t offset = 0;
-        for (size_t i = 0; i < s.inputs.size(); ++i) {
-          if (wants(i))
-            contribute(i, "bprop", [&](MatView dx, float st) { concat_bprop(lc, dy, dx, offset, st); });
-          offset += L.input_sizes[i];
-        }
-        break;
-      }
-      case Kind::Nailbed:
-        if (wants(0))
-          contribute(0, "bprop", [&](MatView dx, float st) { nailbed_bprop(lc, L.nailbed, dy, dx, st); });
-        break;
-      case Kind::Blur:
-        if (wants(0))
-          contribute(0, "bprop", [&](MatView dx, float st) {
-            blur_bprop(lc, B.blur, dy, MatView{B.blur_tmp, s.outputs, n}, dx, st);
-          });
-        break;
-      case Kind::Href:
-        if (wants(0))  // §13 item 8: overwrites, ignoring accumulation, as written
-          contribute(0, "bprop", [&](MatView dx, float) { href_bprop(lc, L.href, dy, dx); });
-        break;
-      case Kind::Logreg: {
-        const LayerPlan& probs = plan_.layers[static_cast<size_t>(s.inputs[1])];
-        if (!probs.fused_logreg && wants(1))
-          contribute(1, "bprop", [&](MatView dp, float st) { logreg_bprop(lc, in(0).data, in(1), dp, s.coeff, st); });
-        break;
-      }
-      case Kind::Sum2:
-        if (wants(0))
-          contribute(0, "bprop", [&](MatView dx, float st) { sum2_bprop(lc, in(0), dx, s.coeff, st); });
-        break;
+    std::vector<ConstMatView> ins;
+    for (size_t i = 0; i < L.spec.inputs.size(); ++i) {
+      const LayerStore& P = S.layers[static_cast<size_t>(L.spec.inputs[i])];
+      ins.emplace_back(P.dev == B.dev ? P.acts : P.acts_on.at(B.dev), L.input_sizes[i], n);
     }
+    D.set(B.dev);
+    const LayerRun run(plan_, D, S.layers, S.matrices, static_cast<int>(li), n, pass_, inject_masks, nullptr, costs_,
+                       1, profile, synchronous, std::move(ins));
+    S.ops[li]->backward(run);
   }
   if (profile) D.collect(layer_seconds, kernel_seconds);
 }

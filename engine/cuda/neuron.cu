@@ -9,6 +9,7 @@
 // square, linear and ident are bit-identical to the CPU; the others are "close
 // only" (CUDA's expf/logf are within 2 ulp, glibc's within 1).
 #include "alexnet/cuda/neuron.h"
+#include "layer.h"
 #include "common.cuh"
 
 namespace alexnet::cuda {
@@ -98,4 +99,32 @@ void neuron_bprop(const Launch& l, const NeuronParams& p, ConstMatView x, ConstM
   check_launch(l, "neuron_bprop_kernel");
 }
 
+}  // namespace alexnet::cuda
+
+// ---- the neuron layer in the CUDA net (layer.h) -----------------------------------------------
+
+namespace alexnet::cuda {
+namespace {
+
+void forward(const LayerRun& r) {
+  LayerStore& B = r.store;
+  if (B.noise != nullptr && !r.inject_masks) {  // nrelu: one N(0,1) draw per element, every pass (§3.11)
+    const int64_t count = r.spec().outputs * r.n;
+    r.draws->normal(B.draws.data(), count);
+    check(cudaMemcpyAsync(B.noise, B.draws.data(), static_cast<size_t>(count) * sizeof(float), cudaMemcpyHostToDevice,
+                          r.lc.stream),
+          "cudaMemcpyAsync of nrelu noise (layer '" + r.spec().name + "')");
+  }
+  r.op("fprop", [&] { neuron_fprop(r.lc, r.layer.neuron, r.in(0), B.noise, r.out()); });
+}
+
+void backward(const LayerRun& r) {
+  single_input_backward(r, [&](MatView dx, float st) {
+    neuron_bprop(r.lc, r.layer.neuron, r.in(0), r.out(), r.dy(), dx, st);
+  });
+}
+
+const bool registered = register_layer("neuron", {forward, backward});
+
+}  // namespace
 }  // namespace alexnet::cuda

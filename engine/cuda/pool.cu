@@ -15,6 +15,7 @@
 //   dy_w·(1.0f/area_w). With --fmad=false the products and sums round
 //   separately, as on the CPU: bit-identical results.
 #include "alexnet/cuda/pool.h"
+#include "layer.h"
 #include "common.cuh"
 
 namespace alexnet::cuda {
@@ -124,4 +125,24 @@ void pool_bprop(const Launch& l, const PoolParams& p, ConstMatView x, ConstMatVi
   check_launch(l, "pool_bprop_kernel");
 }
 
+}  // namespace alexnet::cuda
+
+// ---- the pool layer in the CUDA net (layer.h) -----------------------------------------------
+
+namespace alexnet::cuda {
+namespace {
+
+void forward(const LayerRun& r) {
+  r.op("fprop", [&] { pool_fprop(r.lc, r.layer.pool, r.in(0), r.out(), 0.0f); });
+}
+
+void backward(const LayerRun& r) {
+  single_input_backward(r, [&](MatView dx, float st) {
+    pool_bprop(r.lc, r.layer.pool, r.in(0), r.out(), r.dy(), dx, st);
+  });
+}
+
+const bool registered = register_layer("pool", {forward, backward});
+
+}  // namespace
 }  // namespace alexnet::cuda

@@ -13,6 +13,7 @@
 // powf, where the release used __powf: "close only", §7.3). The backward sums A
 // over the adjoint window in raster order. No FMA (--fmad=false).
 #include "alexnet/cuda/norm.h"
+#include "layer.h"
 #include "common.cuh"
 
 namespace alexnet::cuda {
@@ -107,4 +108,25 @@ void rnorm_bprop(const Launch& l, const SpatialNormParams& p, ConstMatView x, Co
   norm_detail::spatial_norm_undo(l, p, x, scratch, denoms, dy, dx, scale_targets);
 }
 
+}  // namespace alexnet::cuda
+
+// ---- the rnorm layer in the CUDA net (layer.h) -----------------------------------------------
+
+namespace alexnet::cuda {
+namespace {
+
+void forward(const LayerRun& r) {
+  r.op("fprop", [&] { rnorm_fprop(r.lc, r.layer.spatial, r.in(0), r.out(), r.view(r.store.denoms)); });
+}
+
+void backward(const LayerRun& r) {
+  single_input_backward(r, [&](MatView dx, float st) {
+    rnorm_bprop(r.lc, r.layer.spatial, r.in(0), r.out(), r.view(r.store.denoms), r.dy(), dx, r.view(r.store.scratch),
+                st);
+  });
+}
+
+const bool registered = register_layer("rnorm", {forward, backward});
+
+}  // namespace
 }  // namespace alexnet::cuda

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <map>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -56,8 +57,8 @@ struct UpdateRule {
 
 struct LayerPlan {
   LayerSpec spec;
-  const LayerType* type = nullptr;
-  LayerKind kind = LayerKind::Data;
+  const LayerType* type = nullptr;  // its row in the table of layer_types.h
+  int index = -1;                   // its position in Plan::layers
   std::vector<int64_t> input_sizes;  // D of each input
   std::vector<int> consumers;
   bool needs_grad = false;    // something at or below it learns
@@ -66,7 +67,9 @@ struct LayerPlan {
   int bias = -1;              // index into Plan::matrices, or -1
   std::vector<int> owned;     // the matrices this layer owns (its own weights, then its bias)
 
-  // Checked kernel parameters of its kind (the others stay default).
+  bool is(const char* type_name) const { return spec.type == type_name; }
+
+  // Checked kernel parameters of its type (the others stay default).
   std::vector<ConvParams> conv;  // conv, local: one per input; conns point into spec.conv[i].conns
   PoolParams pool;
   SpatialNormParams spatial;
@@ -94,6 +97,18 @@ struct BufferInfo {
   int64_t rows = 0, cols = 0;  // (0, 0): the layer has no such buffer
   bool fortran = false;        // fc weights and increments: column-major (Din, Dout)
   int matrix = -1;             // weights, increments, gradients: index into Plan::matrices
+};
+
+// How a weight layer's matrices look to its kernels: given by its plan
+// function (layer_types.cpp) to Plan::plan_weights.
+struct WeightLayout {
+  std::vector<int64_t> rows, cols;  // per input, the matrix shape the kernels index with
+  const char* shape_rule = "";      // e.g. "fc weight matrix must be (inputs, outputs)", for messages
+  bool fortran = false;             // fc: the release's (Din, Dout) Fortran-order matrix
+  bool gradient = false;            // a gradient buffer, and inc <- mom*inc + eps*G in update (conv)
+  bool filter_spread = false;       // wcNormMin/Max on the columns (conv, §3.4)
+  std::vector<UpdateRule> max_norm; // per input: the max-norm geometry (blocks ... element_stride)
+  int64_t biases = 0;               // how many biases the layer has
 };
 
 class Plan {
@@ -132,12 +147,29 @@ class Plan {
   // the gradient its buffer holds, as the engine always did.
   bool updates(const MatrixPlan& m) const { return m.eps_base > 0.0f && (m.contributed || m.input < 0); }
 
+  // For the plan functions of weight layers (layer_types.cpp): checks the
+  // spec's weight shapes, sharing and learning parameters against `layout`,
+  // and adds the layer's matrices, biases and update rules.
+  void plan_weights(LayerPlan& L, const WeightLayout& layout);
+
  private:
   std::map<std::string, int> index_;
   void check_and_plan(LayerPlan& L, int li);
-  void plan_weights(LayerPlan& L, int li);
   void mark_gradients();
 };
+
+// Throws std::invalid_argument("layer '<name>': <why>").
+[[noreturn]] void fail_layer(const LayerSpec& s, const std::string& why);
+
+// Runs one of op_params.h's checks, naming the layer in its message.
+template <class F>
+void checked(const LayerSpec& s, F&& check) {
+  try {
+    check();
+  } catch (const std::invalid_argument& e) {
+    fail_layer(s, e.what());
+  }
+}
 
 // The draws of one forward pass, made on the host from the net's generator, so
 // that both nets draw the same numbers in the same order for one seed. One

@@ -34,6 +34,9 @@ int device_count(std::string* error);
 // the reasons in *message when none loads or this build has no cuBLAS.
 bool load_cublas_library(const std::vector<std::string>& candidates, std::string* message);
 
+// The layer types this backend has an implementation of (engine/cuda/layer.h).
+std::vector<std::string> implemented_layer_types();
+
 class CudaNet final : public Net {
  public:
   // The Plan checks the specs first, with the CPU net's messages
