@@ -73,7 +73,7 @@ def measure(impl: str, net: dict, steps: int, seed: int) -> dict:
             engine.train_step([images, labels])
             times.append(time.perf_counter() - t)
         by_type: dict[str, float] = {}
-        for name, (fwd, bwd) in engine._net.layer_seconds.items():
+        for name, (fwd, bwd, _update) in engine._net.layer_seconds.items():
             kind = engine.config.layers[name].type
             by_type[kind] = by_type.get(kind, 0.0) + fwd + bwd
         total = sum(by_type.values())

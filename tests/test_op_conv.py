@@ -549,7 +549,7 @@ def test_geometry_errors_name_the_argument(change, name):
 def test_array_and_table_errors_name_the_argument():
     geo, x, w, y = _base()
     a = geo.args()
-    with pytest.raises(ValueError, match=r"^w: .*not divisible by groups"):
+    with pytest.raises(ValueError, match=r"^filters: .*not divisible by groups"):
         _core.conv_fprop(x, np.ascontiguousarray(w[:, :5]), y, *a)
     with pytest.raises(ValueError, match=r"^conns: entry 1 = 4 is not a channel"):
         _core.conv_fprop(x, w, y, *a, conns=np.array([0, 4, 1, 2], np.int32))

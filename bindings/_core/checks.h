@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "alexnet/matrix.h"
+#include "alexnet/core/matrix.h"
 
 namespace alexnet::bind {
 

@@ -3,7 +3,11 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include "alexnet/build_info.h"
+#include "alexnet/core/build_info.h"
+#include "alexnet/cpu/blas.h"
+#if ALEXNET_WITH_CUDA
+#include "alexnet/cuda/net.h"
+#endif
 
 namespace py = pybind11;
 
@@ -39,7 +43,7 @@ PYBIND11_MODULE(_core, m) {
         d["cxx_compiler"] = info.cxx_compiler;
         d["cxx_flags"] = info.cxx_flags;
         d["build_type"] = info.build_type;
-        d["blas"] = info.blas;
+        d["blas"] = alexnet::cpu::blas_name();
         d["threads"] = info.threads;
         d["cuda_compiled"] = info.cuda_compiled;
         d["cuda_compiler"] = info.cuda_compiler;
@@ -52,9 +56,13 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "cuda_device_count",
       [] {
+#if ALEXNET_WITH_CUDA
         std::string error;
-        int n = alexnet::cuda_device_count(&error);
+        const int n = alexnet::cuda::device_count(&error);
         return py::make_tuple(n, error);
+#else
+        return py::make_tuple(0, std::string("this build has no CUDA code (built with ALEXNET_CUDA=OFF or without nvcc)"));
+#endif
       },
       "(count, reason): CUDA devices visible to the runtime; reason says why count is 0.");
 }

@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "alexnet/cpu/compare.h"
+#include "alexnet/core/compare.h"
 #include "checks.h"
 
 namespace alexnet::bind {
@@ -33,10 +33,10 @@ void register_compare_ops(py::module_& m) {
         }
         const float* a = static_cast<const float*>(actual.data());
         const float* e = static_cast<const float*>(expected.data());
-        cpu::CompareStats r;
+        CompareStats r;
         {
           py::gil_scoped_release release;
-          r = cpu::compare_arrays(a, e, s, mk, n, atol_scale, rtol, rel_floor);
+          r = compare_arrays(a, e, s, mk, n, atol_scale, rtol, rel_floor);
         }
         py::dict d;
         d["nonfinite_actual"] = r.nonfinite_actual;

@@ -16,14 +16,7 @@ namespace alexnet::bind {
 
 namespace {
 
-using cpu::ConvParams;
 
-// 1 + ceil((2p + S - K) / st), engine.md §3.4 (the ceiling gives the implicit
-// bottom/right overhang).
-int64_t modules_for(int64_t img_size, int64_t filter_size, int64_t padding, int64_t stride) {
-  const int64_t span = 2 * padding + img_size - filter_size;
-  return 1 + (span + stride - 1) / stride;
-}
 
 [[noreturn]] void fail(const std::string& msg) { throw py::value_error(msg); }
 
@@ -34,31 +27,12 @@ cpu::ConvScratch& scratch() {
   return s;
 }
 
-// Checks the geometry of one input and fills the engine's parameter struct.
-// `filters` comes from the weight array's column count.
+// Fills the engine's parameter struct of one input and checks it with the net
+// plan's check (core/op_params.h). `filters` comes from the weight array's
+// column count; with a connection table, filter_channels is its length / groups.
 ConvParams make_params(int64_t channels, int64_t img_size, int64_t filter_size, int64_t padding, int64_t stride,
                        int64_t groups, int64_t modules_x, int64_t filters, const py::object& conns,
                        int64_t chunk_modules) {
-  if (channels < 1) fail("channels: must be >= 1, got " + std::to_string(channels));
-  if (img_size < 1) fail("img_size: must be >= 1, got " + std::to_string(img_size));
-  if (filter_size < 1) fail("filter_size: must be >= 1, got " + std::to_string(filter_size));
-  if (padding < 0)
-    fail("padding: must be >= 0 (the cfg's value; the release passed -padding to its kernels), got " +
-         std::to_string(padding));
-  if (stride < 1) fail("stride: must be >= 1, got " + std::to_string(stride));
-  if (groups < 1) fail("groups: must be >= 1, got " + std::to_string(groups));
-  if (filter_size > img_size + 2 * padding)
-    fail("filter_size: K=" + std::to_string(filter_size) + " exceeds img_size + 2*padding = " +
-         std::to_string(img_size + 2 * padding));
-  const int64_t want_mx = modules_for(img_size, filter_size, padding, stride);
-  if (modules_x != want_mx)
-    fail("modules_x: expected 1 + ceil((2*padding + img_size - filter_size)/stride) = " + std::to_string(want_mx) +
-         ", got " + std::to_string(modules_x));
-  if (filters < 1) fail("w: needs at least one filter column");
-  if (filters % groups != 0)
-    fail("w: its " + std::to_string(filters) + " filter columns are not divisible by groups=" + std::to_string(groups));
-  if (chunk_modules < 0) fail("chunk_modules: must be >= 0 (0 = automatic), got " + std::to_string(chunk_modules));
-
   ConvParams p;
   p.channels = channels;
   p.img_size = img_size;
@@ -70,23 +44,19 @@ ConvParams make_params(int64_t channels, int64_t img_size, int64_t filter_size, 
   p.groups = groups;
   p.chunk_modules = chunk_modules;
   if (conns.is_none()) {
-    if (channels % groups != 0)
+    if (groups >= 1 && channels % groups != 0)
       fail("groups: channels=" + std::to_string(channels) + " is not divisible by groups=" + std::to_string(groups));
-    p.filter_channels = channels / groups;
+    p.filter_channels = groups >= 1 ? channels / groups : 0;
   } else {
     check_array(conns, "conns", {-1}, /*writable=*/false, /*int32=*/true);
     py::array a = py::reinterpret_borrow<py::array>(conns);
     const int64_t len = a.shape(0);
-    if (len < groups || len % groups != 0)
+    if (groups >= 1 && (len < groups || len % groups != 0))
       fail("conns: length " + std::to_string(len) + " is not a positive multiple of groups=" + std::to_string(groups));
-    const auto* table = static_cast<const int32_t*>(a.data());
-    for (int64_t i = 0; i < len; ++i)
-      if (table[i] < 0 || table[i] >= channels)
-        fail("conns: entry " + std::to_string(i) + " = " + std::to_string(table[i]) + " is not a channel in [0, " +
-             std::to_string(channels) + ")");
-    p.filter_channels = len / groups;
-    p.conns = table;
+    p.filter_channels = groups >= 1 ? len / groups : 0;
+    p.conns = static_cast<const int32_t*>(a.data());
   }
+  check_conv_params(p);
   return p;
 }
 
@@ -219,7 +189,7 @@ void register_conv_ops(py::module_& m) {
         if (padding < 0) fail("padding: must be >= 0, got " + std::to_string(padding));
         if (stride < 1) fail("stride: must be >= 1, got " + std::to_string(stride));
         if (filter_size > img_size + 2 * padding) fail("filter_size: exceeds img_size + 2*padding");
-        return modules_for(img_size, filter_size, padding, stride);
+        return conv_modules_x(img_size, filter_size, padding, stride);
       },
       "img_size"_a, "filter_size"_a, "padding"_a, "stride"_a,
       "Modules per side of a conv/local layer: 1 + ceil((2*padding + img_size - filter_size)/stride) "
@@ -268,10 +238,7 @@ void register_conv_ops(py::module_& m) {
          int64_t partial_sum, float scale, const py::object& conns, float scale_targets, int64_t chunk_modules) {
         WeightArgs a = weight_args(false, x, dy, g, "g", channels, img_size, filter_size, padding, stride, groups,
                                    modules_x, conns, chunk_modules);
-        const int64_t m_all = a.p.modules();
-        if (partial_sum < 0 || (partial_sum > 0 && m_all % partial_sum != 0))
-          fail("partial_sum: must be 0 or divide the " + std::to_string(m_all) + " modules, got " +
-               std::to_string(partial_sum));
+        check_partial_sum(a.p, partial_sum);
         py::gil_scoped_release release;
         cpu::conv_bprop_weights(a.p, a.x, a.dy, a.g, partial_sum, scale, scale_targets, scratch());
       },

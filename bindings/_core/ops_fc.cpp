@@ -5,9 +5,10 @@
 #include <stdexcept>
 #include <string>
 
-#include "alexnet/blas.h"
+#include "alexnet/cpu/blas.h"
 #include "alexnet/cpu/fc.h"
-#include "alexnet/cpu/schedule.h"
+#include "alexnet/core/schedule.h"
+#include "alexnet/core/op_params.h"
 #include "alexnet/cpu/update.h"
 #include "checks.h"
 
@@ -34,7 +35,7 @@ void register_fc_ops(py::module_& m) {
         if (k != kb) throw py::value_error("b: inner dimensions of a and b differ");
         if (cv.rows != mm || cv.cols != nn) throw py::value_error("c: shape does not match op(a) @ op(b)");
         py::gil_scoped_release release;
-        sgemm(trans_a, trans_b, mm, nn, k, alpha, av.data, av.cols, bv.data, bv.cols, beta, cv.data, cv.cols);
+        cpu::sgemm(trans_a, trans_b, mm, nn, k, alpha, av.data, av.cols, bv.data, bv.cols, beta, cv.data, cv.cols);
       },
       py::arg("a"), py::arg("b"), py::arg("c"), py::arg("trans_a") = false, py::arg("trans_b") = false,
       py::arg("alpha") = 1.0f, py::arg("beta") = 0.0f,
@@ -143,7 +144,7 @@ void register_fc_ops(py::module_& m) {
       "constrain_filter_spread",
       [](py::array w, float norm_min, float norm_max) {
         MatView wv = mat(w, "w");
-        if (norm_min > norm_max) throw py::value_error("norm_min: larger than norm_max");
+        check_filter_spread(norm_min, norm_max);
         py::gil_scoped_release release;
         cpu::constrain_filter_spread(wv.data, wv.rows, wv.cols, norm_min, norm_max);
       },
@@ -160,12 +161,10 @@ void register_fc_ops(py::module_& m) {
         } catch (const std::invalid_argument& e) {
           throw py::value_error(std::string("type: ") + e.what());
         }
-        if (s.type != ScheduleType::Default && tgt_factor <= 0.0) throw py::value_error("tgt_factor: must be > 0");
-        if ((s.type == ScheduleType::Dexp || s.type == ScheduleType::Jdexp) && num_steps < 2)
-          throw py::value_error("num_steps: must be >= 2 for dexp and jdexp");
         s.tgt_factor = tgt_factor;
         s.noise_stdev = noise_stdev;
         s.num_steps = num_steps;
+        check_schedule(s);  // the net plan's check (core/schedule.h)
         return schedule_rate(s, base, progress) * schedule_noise_factor(s, z);
       },
       py::arg("type"), py::arg("base"), py::arg("progress"), py::arg("tgt_factor") = 1.0,

@@ -20,25 +20,23 @@ namespace alexnet::bind {
 
 namespace {
 
-namespace cpu = alexnet::cpu;
-
 // ---- neuron parameters ---------------------------------------------------------
 
-const char* uses_text(cpu::NeuronUses uses) {
+const char* uses_text(NeuronUses uses) {
   switch (uses) {
-    case cpu::NeuronUses::kInput: return "input";
-    case cpu::NeuronUses::kOutput: return "output";
-    case cpu::NeuronUses::kNothing: break;
+    case NeuronUses::kInput: return "input";
+    case NeuronUses::kOutput: return "output";
+    case NeuronUses::kNothing: break;
   }
   return "none";
 }
 
 // (name, numbers) as layers.py:parse_neuron returns them -> engine parameters.
-cpu::NeuronParams neuron_params(const std::string& kind, const py::sequence& params) {
-  const cpu::NeuronInfo* info = cpu::find_neuron(kind);
+NeuronParams neuron_params(const std::string& kind, const py::sequence& params) {
+  const NeuronInfo* info = find_neuron(kind);
   if (info == nullptr) {
     std::string known;
-    for (const cpu::NeuronInfo& i : cpu::kNeuronTable) known += (known.empty() ? "" : ", ") + std::string(i.name);
+    for (const NeuronInfo& i : kNeuronTable) known += (known.empty() ? "" : ", ") + std::string(i.name);
     throw py::value_error("kind: unknown neuron '" + kind + "' (known: " + known + ")");
   }
   if (static_cast<int>(py::len(params)) != info->num_params)
@@ -53,13 +51,11 @@ cpu::NeuronParams neuron_params(const std::string& kind, const py::sequence& par
       throw py::value_error("params: neuron '" + kind + "' needs numbers, got " +
                             std::string(py::repr(params)));
     }
-    if (!std::isfinite(v)) throw py::value_error("params: neuron '" + kind + "' needs finite numbers");
     values[k] = static_cast<float>(v);
   }
-  // drelu divides x by a; tanh's backward divides y*y by a.
-  if ((info->type == cpu::NeuronType::kDrelu || info->type == cpu::NeuronType::kTanh) && values[0] == 0.0f)
-    throw py::value_error("params: neuron '" + kind + "' needs a != 0 (it divides by a)");
-  return cpu::NeuronParams{info->type, values[0], values[1]};
+  const NeuronParams p{info->type, values[0], values[1]};
+  check_neuron_params(p);  // the net plan's check (core/op_params.h)
+  return p;
 }
 
 // ---- labels, masks, shapes -------------------------------------------------------
@@ -91,10 +87,6 @@ const float* checked_mask(const py::object& obj, bool train, int64_t rows, int64
     if (!(mask.data[i] == 0.0f || mask.data[i] == 1.0f))
       throw py::value_error("mask: element " + std::to_string(i) + " is neither 0 nor 1");
   return mask.data;
-}
-
-void check_keep(float keep) {
-  if (!(keep > 0.0f && keep <= 1.0f)) throw py::value_error("keep: must be in (0, 1], got " + std::to_string(keep));
 }
 
 
@@ -137,7 +129,7 @@ void register_neuron_ops(pybind11::module_& m) {
   // ---- neuron (§3.11) ----------------------------------------------------------
   {
     py::dict types;
-    for (const cpu::NeuronInfo& i : cpu::kNeuronTable)
+    for (const NeuronInfo& i : kNeuronTable)
       types[i.name] = py::make_tuple(static_cast<int>(i.type), i.num_params, uses_text(i.uses));
     m.attr("NEURON_TYPES") = types;
   }
@@ -146,11 +138,11 @@ void register_neuron_ops(pybind11::module_& m) {
       "neuron_fprop",
       [](const py::object& x_obj, const py::object& y_obj, const std::string& kind, const py::sequence& params,
          const py::object& noise_obj) {
-        const cpu::NeuronParams p = neuron_params(kind, params);
+        const NeuronParams p = neuron_params(kind, params);
         const ConstMatView x = cmat(x_obj, "x");
         const MatView y = mat(y_obj, "y", x.rows, x.cols);
         const float* noise = nullptr;
-        if (p.type == cpu::NeuronType::kNrelu) {
+        if (p.type == NeuronType::kNrelu) {
           if (noise_obj.is_none()) throw py::value_error("noise: nrelu needs its N(0,1) draws (same shape as x)");
           noise = cmat(noise_obj, "noise", x.rows, x.cols).data;
         } else if (!noise_obj.is_none()) {
@@ -168,7 +160,7 @@ void register_neuron_ops(pybind11::module_& m) {
       "neuron_bprop",
       [](const py::object& x_obj, const py::object& y_obj, const py::object& dy_obj, const py::object& dx_obj,
          const std::string& kind, const py::sequence& params, float scale_targets) {
-        const cpu::NeuronParams p = neuron_params(kind, params);
+        const NeuronParams p = neuron_params(kind, params);
         const ConstMatView x = cmat(x_obj, "x");
         const ConstMatView y = cmat(y_obj, "y", x.rows, x.cols);
         const ConstMatView dy = cmat(dy_obj, "dy", x.rows, x.cols);
@@ -212,8 +204,8 @@ void register_neuron_ops(pybind11::module_& m) {
       [](const py::object& labels_obj, const py::object& probs_obj, int topk) {
         const ConstMatView probs = cmat(probs_obj, "probs");
         const float* labels = checked_labels(labels_obj, probs.cols, probs.rows);
-        if (topk < 1) throw py::value_error("topk: must be >= 1, got " + std::to_string(topk));
-        cpu::LogregCosts c;
+        check_topk(topk);
+        LogregCosts c;
         {
           py::gil_scoped_release release;
           c = cpu::logreg_cost(labels, probs, topk);

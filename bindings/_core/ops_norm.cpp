@@ -16,12 +16,6 @@ namespace alexnet::bind {
 
 namespace {
 
-void check_range(const char* name, int64_t v, int64_t lo, int64_t hi, const std::string& hi_text) {
-  if (v < lo || v > hi)
-    throw py::value_error(std::string(name) + ": expected " + std::to_string(lo) + " <= " + name + " <= " + hi_text +
-                          ", got " + std::to_string(v));
-}
-
 bool overlap(const ConstMatView& a, const ConstMatView& b) {
   if (a.size() == 0 || b.size() == 0) return false;
   return a.data < b.data + b.size() && b.data < a.data + a.size();
@@ -54,34 +48,26 @@ void check_fprop_aliasing(std::initializer_list<std::pair<const char*, ConstMatV
         throw py::value_error(std::string(b->first) + ": must not share memory with " + a->first);
 }
 
-// Spatial parameters and the row count C·S·S they imply.
-cpu::SpatialNormParams spatial_params(int64_t channels, int64_t img_size, int64_t size, float alpha, float beta) {
-  check_range("channels", channels, 1, INT32_MAX, "2^31-1");
-  check_range("img_size", img_size, 1, 46340, "46340");
-  check_range("size", size, 1, img_size, "img_size (" + std::to_string(img_size) + ")");
-  cpu::SpatialNormParams p;
-  p.channels = channels;
-  p.img_size = img_size;
-  p.size = size;
-  p.alpha = alpha;
-  p.beta = beta;
+// The parameter structs, checked by the net plan's checks (core/op_params.h).
+SpatialNormParams spatial_params(int64_t channels, int64_t img_size, int64_t size, float alpha, float beta) {
+  const SpatialNormParams p{channels, img_size, size, alpha, beta};
+  check_spatial_norm_params(p);
   return p;
 }
 
-cpu::CrossMapNormParams cross_map_params(int64_t channels, int64_t size, float alpha, float beta, float min_div,
-                                         bool blocked, int64_t rows) {
-  check_range("channels", channels, 1, INT32_MAX, "2^31-1");
-  check_range("size", size, 1, channels, "channels (" + std::to_string(channels) + ")");
-  if (rows % channels != 0)
-    throw py::value_error("x: expected channels (" + std::to_string(channels) + ") to divide the row count " +
-                          std::to_string(rows));
-  cpu::CrossMapNormParams p;
+CrossMapNormParams cross_map_params(int64_t channels, int64_t size, float alpha, float beta, float min_div,
+                                    bool blocked, int64_t rows) {
+  CrossMapNormParams p;
   p.channels = channels;
   p.size = size;
   p.alpha = alpha;
   p.beta = beta;
   p.min_div = min_div;
   p.blocked = blocked;
+  check_cross_map_norm_params(p);
+  if (rows % channels != 0)
+    throw py::value_error("x: expected channels (" + std::to_string(channels) + ") to divide the row count " +
+                          std::to_string(rows));
   return p;
 }
 
@@ -97,7 +83,7 @@ void register_norm_ops(pybind11::module_& m) {
       "rnorm_fprop",
       [](py::object x, py::object y, py::object denoms, int64_t channels, int64_t img_size, int64_t size, float alpha,
          float beta) {
-        const cpu::SpatialNormParams p = spatial_params(channels, img_size, size, alpha, beta);
+        const SpatialNormParams p = spatial_params(channels, img_size, size, alpha, beta);
         const int64_t rows = channels * img_size * img_size;
         ConstMatView xv = cmat(x, "x", rows);
         MatView yv = mat(y, "y", rows, xv.cols);
@@ -117,7 +103,7 @@ void register_norm_ops(pybind11::module_& m) {
       [](py::object x, py::object y, py::object denoms, py::object dy, py::object dx, py::object scratch,
          int64_t channels, int64_t img_size, int64_t size, float alpha, float beta, float scale_targets) {
         check_scale_targets(scale_targets);
-        const cpu::SpatialNormParams p = spatial_params(channels, img_size, size, alpha, beta);
+        const SpatialNormParams p = spatial_params(channels, img_size, size, alpha, beta);
         const int64_t rows = channels * img_size * img_size;
         ConstMatView xv = cmat(x, "x", rows);
         const int64_t n = xv.cols;
@@ -142,7 +128,7 @@ void register_norm_ops(pybind11::module_& m) {
       [](py::object x, py::object y, py::object denoms, int64_t channels, int64_t size, float alpha, float beta,
          float min_div, bool blocked) {
         ConstMatView xv = cmat(x, "x");
-        const cpu::CrossMapNormParams p = cross_map_params(channels, size, alpha, beta, min_div, blocked, xv.rows);
+        const CrossMapNormParams p = cross_map_params(channels, size, alpha, beta, min_div, blocked, xv.rows);
         MatView yv = mat(y, "y", xv.rows, xv.cols);
         MatView dv = mat(denoms, "denoms", xv.rows, xv.cols);
         check_fprop_aliasing({{"y", yv}, {"denoms", dv}}, xv);
@@ -163,7 +149,7 @@ void register_norm_ops(pybind11::module_& m) {
         check_scale_targets(scale_targets);
         ConstMatView xv = cmat(x, "x");
         // min_div is not needed: the stored denoms carry it (§3.9).
-        const cpu::CrossMapNormParams p = cross_map_params(channels, size, alpha, beta, 1.0f, blocked, xv.rows);
+        const CrossMapNormParams p = cross_map_params(channels, size, alpha, beta, 1.0f, blocked, xv.rows);
         const int64_t rows = xv.rows, n = xv.cols;
         ConstMatView yv = cmat(y, "y", rows, n), dv = cmat(denoms, "denoms", rows, n), dyv = cmat(dy, "dy", rows, n);
         MatView dxv = mat(dx, "dx", rows, n), sv = mat(scratch, "scratch", rows, n);
@@ -184,7 +170,7 @@ void register_norm_ops(pybind11::module_& m) {
       "cnorm_fprop",
       [](py::object x, py::object y, py::object denoms, py::object mean_diffs, int64_t channels, int64_t img_size,
          int64_t size, float alpha, float beta) {
-        const cpu::SpatialNormParams p = spatial_params(channels, img_size, size, alpha, beta);
+        const SpatialNormParams p = spatial_params(channels, img_size, size, alpha, beta);
         const int64_t rows = channels * img_size * img_size;
         ConstMatView xv = cmat(x, "x", rows);
         MatView yv = mat(y, "y", rows, xv.cols);
@@ -206,7 +192,7 @@ void register_norm_ops(pybind11::module_& m) {
       [](py::object mean_diffs, py::object y, py::object denoms, py::object dy, py::object dx, py::object scratch,
          int64_t channels, int64_t img_size, int64_t size, float alpha, float beta, float scale_targets) {
         check_scale_targets(scale_targets);
-        const cpu::SpatialNormParams p = spatial_params(channels, img_size, size, alpha, beta);
+        const SpatialNormParams p = spatial_params(channels, img_size, size, alpha, beta);
         const int64_t rows = channels * img_size * img_size;
         ConstMatView mv = cmat(mean_diffs, "mean_diffs", rows);
         const int64_t n = mv.cols;

@@ -20,12 +20,6 @@ namespace alexnet::bind {
 
 namespace {
 
-void check_at_least(int64_t value, int64_t least, const char* name) {
-  if (value < least)
-    throw py::value_error(std::string(name) + ": must be >= " + std::to_string(least) + " (got " +
-                          std::to_string(value) + ")");
-}
-
 // Byte ranges of two (already checked, contiguous) arrays.
 bool overlaps(const py::array& a, const py::array& b) {
   const char* a0 = static_cast<const char*>(a.data());
@@ -51,74 +45,50 @@ void check_apart_or_same(const py::array& out, const char* out_name, const py::a
   throw py::error_already_set();
 }
 
-cpu::PoolParams pool_params(const std::string& mode, bool do_max, int64_t channels, int64_t img_size,
-                            int64_t size_x, int64_t start, int64_t stride, int64_t outputs_x) {
-  cpu::PoolParams p;
+// The parameter structs, checked by the net plan's checks (core/op_params.h).
+PoolParams pool_params(const std::string& mode, bool do_max, int64_t channels, int64_t img_size, int64_t size_x,
+                       int64_t start, int64_t stride, int64_t outputs_x) {
+  PoolParams p;
   if (mode == "max") {
-    p.kind = cpu::PoolKind::kMax;
+    p.kind = PoolKind::kMax;
   } else if (mode == "maxabs") {
-    p.kind = cpu::PoolKind::kMaxAbs;
+    p.kind = PoolKind::kMaxAbs;
   } else if (mode == "avg") {
-    p.kind = cpu::PoolKind::kAvg;
+    p.kind = PoolKind::kAvg;
   } else if (mode == "rand") {
     if (!do_max)
       not_implemented(
           "mode: 'rand' pooling without do_max is not available: the release calls convLocalRandomPool, "
           "whose kernel is not public and whose rule is unknown (engine.md §3.6). With do_max=True it is max "
           "pooling.");
-    p.kind = cpu::PoolKind::kMax;
+    p.kind = PoolKind::kMax;
   } else {
     throw py::value_error("mode: must be 'max', 'maxabs', 'avg' or 'rand' (got '" + mode + "')");
   }
-  check_at_least(channels, 1, "channels");
-  check_at_least(img_size, 1, "img_size");
-  check_at_least(size_x, 1, "size_x");
-  check_at_least(stride, 1, "stride");
-  check_at_least(outputs_x, 1, "outputs_x");
-  // Windows are monotone in o, so the first and the last decide whether every
-  // clipped window keeps at least one pixel (an empty one would pool nothing:
-  // -2e38 for max, 0/0 for avg).
-  if (start + size_x <= 0)
-    throw py::value_error("start: the first window [start, start + size_x) = [" + std::to_string(start) + ", " +
-                          std::to_string(start + size_x) + ") lies outside the image");
-  if (start + (outputs_x - 1) * stride >= img_size)
-    throw py::value_error("outputs_x: the last window starts at start + (outputs_x - 1)*stride = " +
-                          std::to_string(start + (outputs_x - 1) * stride) + ", outside the image of side " +
-                          std::to_string(img_size));
   p.channels = channels;
   p.img_size = img_size;
   p.size_x = size_x;
   p.start = start;
   p.stride = stride;
   p.outputs_x = outputs_x;
+  check_pool_params(p);
   return p;
 }
 
-cpu::NailbedParams nailbed_params(int64_t channels, int64_t img_size, int64_t stride) {
-  check_at_least(channels, 1, "channels");
-  check_at_least(img_size, 1, "img_size");
-  check_at_least(stride, 1, "stride");
-  return {channels, img_size, stride};
+NailbedParams nailbed_params(int64_t channels, int64_t img_size, int64_t stride) {
+  const NailbedParams p{channels, img_size, stride};
+  check_nailbed_params(p);
+  return p;
 }
 
-cpu::BlurParams blur_params(const py::array& filter, int64_t channels, int64_t img_size) {
-  check_at_least(channels, 1, "channels");
-  check_at_least(img_size, 1, "img_size");
+BlurParams blur_params(const py::array& filter, int64_t channels, int64_t img_size) {
   check_array(filter, "filter", {-1});
-  const int64_t k = filter.shape(0);
-  if (k % 2 == 0) throw py::value_error("filter: must have an odd number of taps (got " + std::to_string(k) + ")");
-  const float* g = static_cast<const float*>(filter.data());
-  for (int64_t i = 0; i < k / 2; ++i)
-    if (!(g[i] == g[k - 1 - i]))
-      throw py::value_error(
-          "filter: must be symmetric (tap " + std::to_string(i) + " differs from tap " + std::to_string(k - 1 - i) +
-          "): the release reads only taps 0..K-2 and reuses tap 0 for the last one, and its backward is the "
-          "forward pass, the adjoint only for a symmetric filter (engine.md §3.18)");
-  cpu::BlurParams p;
+  BlurParams p;
   p.channels = channels;
   p.img_size = img_size;
-  p.filter = g;
-  p.filter_size = k;
+  p.filter = static_cast<const float*>(filter.data());
+  p.filter_size = filter.shape(0);
+  check_blur_params(p, p.filter);
   return p;
 }
 
@@ -131,7 +101,7 @@ void register_pool_ops(py::module_& m) {
       [](py::array x, py::array y, const std::string& mode, int64_t channels, int64_t img_size, int64_t size_x,
          int64_t start, int64_t stride, int64_t outputs_x, float scale_targets, bool do_max) {
         check_scale_targets(scale_targets);
-        const cpu::PoolParams p = pool_params(mode, do_max, channels, img_size, size_x, start, stride, outputs_x);
+        const PoolParams p = pool_params(mode, do_max, channels, img_size, size_x, start, stride, outputs_x);
         ConstMatView xv = cmat(x, "x", channels * img_size * img_size);
         MatView yv = mat(y, "y", channels * outputs_x * outputs_x, xv.cols);
         check_apart(y, "y", x, "x");
@@ -153,7 +123,7 @@ void register_pool_ops(py::module_& m) {
          int64_t img_size, int64_t size_x, int64_t start, int64_t stride, int64_t outputs_x, float scale_targets,
          bool do_max) {
         check_scale_targets(scale_targets);
-        const cpu::PoolParams p = pool_params(mode, do_max, channels, img_size, size_x, start, stride, outputs_x);
+        const PoolParams p = pool_params(mode, do_max, channels, img_size, size_x, start, stride, outputs_x);
         ConstMatView xv = cmat(x, "x", channels * img_size * img_size);
         ConstMatView yv = cmat(y, "y", channels * outputs_x * outputs_x, xv.cols);
         ConstMatView dyv = cmat(dy, "dy", yv.rows, xv.cols);
@@ -176,8 +146,8 @@ void register_pool_ops(py::module_& m) {
   m.def(
       "nailbed_geometry",
       [](int64_t img_size, int64_t stride) {
-        const cpu::NailbedParams p = nailbed_params(1, img_size, stride);
-        return py::make_tuple(cpu::nailbed_outputs_x(p), cpu::nailbed_start(p));
+        const NailbedParams p = nailbed_params(1, img_size, stride);
+        return py::make_tuple(nailbed_outputs_x(p), nailbed_start(p));
       },
       py::arg("img_size"), py::arg("stride"),
       "(outputs_x, start) of a nailbed layer: ceil(S/stride), floor((S - stride*(outputs_x-1))/2).");
@@ -185,8 +155,8 @@ void register_pool_ops(py::module_& m) {
       "nailbed_fprop",
       [](py::array x, py::array y, int64_t channels, int64_t img_size, int64_t stride, float scale_targets) {
         check_scale_targets(scale_targets);
-        const cpu::NailbedParams p = nailbed_params(channels, img_size, stride);
-        const int64_t ox = cpu::nailbed_outputs_x(p);
+        const NailbedParams p = nailbed_params(channels, img_size, stride);
+        const int64_t ox = nailbed_outputs_x(p);
         ConstMatView xv = cmat(x, "x", channels * img_size * img_size);
         MatView yv = mat(y, "y", channels * ox * ox, xv.cols);
         check_apart(y, "y", x, "x");
@@ -201,8 +171,8 @@ void register_pool_ops(py::module_& m) {
       "nailbed_bprop",
       [](py::array dy, py::array dx, int64_t channels, int64_t img_size, int64_t stride, float scale_targets) {
         check_scale_targets(scale_targets);
-        const cpu::NailbedParams p = nailbed_params(channels, img_size, stride);
-        const int64_t ox = cpu::nailbed_outputs_x(p);
+        const NailbedParams p = nailbed_params(channels, img_size, stride);
+        const int64_t ox = nailbed_outputs_x(p);
         ConstMatView dyv = cmat(dy, "dy", channels * ox * ox);
         MatView dxv = mat(dx, "dx", channels * img_size * img_size, dyv.cols);
         check_apart(dx, "dx", dy, "dy");
@@ -220,7 +190,7 @@ void register_pool_ops(py::module_& m) {
       [](py::array x, py::array y, py::array filter, int64_t channels, int64_t img_size, bool horizontal,
          float scale_targets) {
         check_scale_targets(scale_targets);
-        const cpu::BlurParams p = blur_params(filter, channels, img_size);
+        const BlurParams p = blur_params(filter, channels, img_size);
         ConstMatView xv = cmat(x, "x", channels * img_size * img_size);
         MatView yv = mat(y, "y", xv.rows, xv.cols);
         check_apart(y, "y", x, "x");
@@ -237,7 +207,7 @@ void register_pool_ops(py::module_& m) {
       [](py::array x, py::array y, py::array scratch, py::array filter, int64_t channels, int64_t img_size,
          float scale_targets) {
         check_scale_targets(scale_targets);
-        const cpu::BlurParams p = blur_params(filter, channels, img_size);
+        const BlurParams p = blur_params(filter, channels, img_size);
         ConstMatView xv = cmat(x, "x", channels * img_size * img_size);
         MatView yv = mat(y, "y", xv.rows, xv.cols);
         MatView sv = mat(scratch, "scratch", xv.rows, xv.cols);
@@ -257,7 +227,7 @@ void register_pool_ops(py::module_& m) {
       [](py::array dy, py::array dx, py::array scratch, py::array filter, int64_t channels, int64_t img_size,
          float scale_targets) {
         check_scale_targets(scale_targets);
-        const cpu::BlurParams p = blur_params(filter, channels, img_size);
+        const BlurParams p = blur_params(filter, channels, img_size);
         ConstMatView dyv = cmat(dy, "dy", channels * img_size * img_size);
         MatView dxv = mat(dx, "dx", dyv.rows, dyv.cols);
         MatView sv = mat(scratch, "scratch", dyv.rows, dyv.cols);
@@ -277,13 +247,13 @@ void register_pool_ops(py::module_& m) {
       "href_fprop",
       [](py::array x, py::array y, int64_t channels, int64_t img_size, float scale_targets) {
         check_scale_targets(scale_targets);
-        check_at_least(channels, 1, "channels");
-        check_at_least(img_size, 1, "img_size");
+        const HrefParams p{channels, img_size};
+        check_href_params(p);
         ConstMatView xv = cmat(x, "x", channels * img_size * img_size);
         MatView yv = mat(y, "y", xv.rows, xv.cols);
         check_apart(y, "y", x, "x");
         py::gil_scoped_release release;
-        cpu::href_fprop({channels, img_size}, xv, yv, scale_targets);
+        cpu::href_fprop(p, xv, yv, scale_targets);
       },
       py::arg("x"), py::arg("y"), py::arg("channels"), py::arg("img_size"), py::arg("scale_targets") = 0.0f,
       "Horizontal reflection (engine.md §3.19): y[c,y,x,n] (C*S*S, N) <- scale_targets*y + x[c,y,S-1-x,n].");
@@ -291,13 +261,13 @@ void register_pool_ops(py::module_& m) {
       "href_bprop",
       [](py::array dy, py::array dx, int64_t channels, int64_t img_size, float scale_targets) {
         check_scale_targets(scale_targets);
-        check_at_least(channels, 1, "channels");
-        check_at_least(img_size, 1, "img_size");
+        const HrefParams p{channels, img_size};
+        check_href_params(p);
         ConstMatView dyv = cmat(dy, "dy", channels * img_size * img_size);
         MatView dxv = mat(dx, "dx", dyv.rows, dyv.cols);
         check_apart(dx, "dx", dy, "dy");
         py::gil_scoped_release release;
-        cpu::href_bprop({channels, img_size}, dyv, dxv);  // scale_targets ignored on purpose (§13 item 8)
+        cpu::href_bprop(p, dyv, dxv);  // scale_targets ignored on purpose (§13 item 8)
       },
       py::arg("dy"), py::arg("dx"), py::arg("channels"), py::arg("img_size"), py::arg("scale_targets") = 0.0f,
       "Reflection backward (engine.md §3.19): dx[c,y,x,n] (C*S*S, N) <- dy[c,y,S-1-x,n]. ALWAYS "

@@ -38,6 +38,13 @@ from .original.params import Schedule as CfgSchedule
 from .original.shownet import load as load_config
 
 
+# The engine's layer-type table (engine/core/layer_types.cpp), the one list of
+# what the engine runs; the port and the harness read it from here.
+LAYER_TYPES: tuple[str, ...] = tuple(_core.LAYER_TYPES)
+WEIGHT_LAYER_TYPES: tuple[str, ...] = tuple(_core.WEIGHT_LAYER_TYPES)
+COST_LAYER_TYPES: tuple[str, ...] = tuple(_core.COST_LAYER_TYPES)
+
+
 def _schedule(s: CfgSchedule) -> _core.Schedule:
     out = _core.Schedule()
     out.type = s.type
@@ -71,7 +78,7 @@ def _spec(layer: Layer, index: dict[str, int], rng: np.random.RandomState) -> _c
         s.filters, s.modules_x = layer.image[0], a["modulesX"]
         s.partial_sum = a.get("partialSum", 0)
         s.shared_biases = a.get("sharedBiases", True) if layer.type == "conv" else False
-    if layer.type in ("conv", "local", "fc"):
+    if layer.type in WEIGHT_LAYER_TYPES:
         if "epsW" not in p:
             raise ReplayError(f"layer '{layer.name}': the engine needs its learning parameters "
                               "(give the layer-parameter file)")
@@ -147,6 +154,10 @@ def cublas_candidates() -> list[str]:
     return found
 
 
+def _cpu_net(specs: list, minibatch: int, seed: int, num_gpus: int | None, gemm: str):
+    return _core.CpuNet(specs, minibatch, seed)
+
+
 def _cuda_net(specs: list, minibatch: int, seed: int, num_gpus: int | None, gemm: str):
     reason = cuda_unavailable_reason()
     if reason is not None:
@@ -159,10 +170,15 @@ def _cuda_net(specs: list, minibatch: int, seed: int, num_gpus: int | None, gemm
     return _core.CudaNet(specs, minibatch, seed, num_gpus or 0, gemm)
 
 
+# How each device's net is built: the one place that knows the devices apart.
+# Both are a _core.Net (alexnet/core/net.h), driven with the same methods.
+_BACKENDS = {"cpu": _cpu_net, "cuda": _cuda_net}
+
+
 class EngineNet:
-    """A network in the C++ engine. On the CPU the accessors return views of the engine's
-    arrays; with device="cuda" they return host copies. The ``set_*`` methods write an
-    array on either device."""
+    """A network in the C++ engine, on either device. The accessors return views of the
+    engine's arrays on the CPU and host copies on CUDA; the ``set_*`` methods write an array
+    on either device."""
 
     def __init__(self, config: Network, minibatch: int, seed: int, device: str = "cpu", *,
                  init_weights: bool = True, num_gpus: int | None = None, gemm: str = "auto") -> None:
@@ -175,9 +191,8 @@ class EngineNet:
         index = {name: i for i, name in enumerate(config.layers)}
         specs = [_spec(layer, index, rng) for layer in config.layers.values()]
         try:
-            self._net = _core.Net(specs, minibatch, seed) if device == "cpu" else \
-                _cuda_net(specs, minibatch, seed, num_gpus, gemm)
-        except ValueError as exc:
+            self._net = _BACKENDS[device](specs, minibatch, seed, num_gpus, gemm)
+        except ValueError as exc:  # a spec the engine's plan refuses, naming the layer
             raise ReplayError(f"{config.path}: {exc}") from None
         except RuntimeError as exc:  # CUDA failures (out of memory, driver errors)
             raise ReplayError(f"device='{device}': {exc}") from None
@@ -187,7 +202,7 @@ class EngineNet:
     def _init_weights(self, rng: np.random.RandomState) -> None:
         """engine.md §4.1: W = initW * randn (float64, then float32), biases = initB."""
         for layer in self.config.layers.values():
-            if layer.type not in ("conv", "local", "fc"):
+            if layer.type not in WEIGHT_LAYER_TYPES:
                 continue
             for key in ("initWFunc", "initBFunc", "initCFunc"):
                 if key in layer.attrs:
@@ -255,39 +270,35 @@ class EngineNet:
     def inject_masks(self, value: bool) -> None:
         self._net.inject_masks = value
 
+    def info(self) -> dict[str, str]:
+        """What runs the net: {"device": ..., and the CPU's BLAS, or CUDA's GEMM and device count}."""
+        return dict(self._net.info())
+
     @property
     def gemm(self) -> str | None:
         """CUDA: what multiplies the matrices (cuBLAS and its version, or the built-in kernel)."""
-        return None if self.device == "cpu" else self._net.gemm
+        return self.info().get("gemm")
 
     def synchronize(self) -> None:
-        """CUDA: wait until the GPU has finished the work issued (backward and update return early)."""
-        if self.device != "cpu":
-            self._net.synchronize()
+        """Wait until the device has finished the work issued (CUDA's backward and update
+        return early; on the CPU everything has finished already)."""
+        self._net.synchronize()
 
     # -- arrays --------------------------------------------------------------------
-    # Kinds, as in the CPU net's views: acts, acts_grad, weights, weight_inc,
-    # weight_grad, biases, bias_inc, bias_grad, mask, noise.
+    # Kinds, as in the engine's buffers (alexnet/core/net_plan.h BufferKind).
     KINDS = ("acts", "acts_grad", "weights", "weight_inc", "weight_grad", "biases", "bias_inc", "bias_grad",
              "mask", "noise")
-    _PER_INPUT = ("weights", "weight_inc", "weight_grad")
 
     def array(self, kind: str, name: str, input: int = 0) -> np.ndarray:
         """The array `kind` of layer `name` (input `input` for weight matrices): a view on the
         CPU, a copy with the same shape and memory order on CUDA."""
         if kind not in self.KINDS:
             raise ReplayError(f"array kind must be one of {', '.join(self.KINDS)} (got {kind!r})")
-        if self.device != "cpu":
-            return self._net.download(kind, name, input)
-        get = getattr(self._net, kind)
-        return get(name, input) if kind in self._PER_INPUT else get(name)
+        return self._net.array(kind, name, input)
 
     def set_array(self, kind: str, name: str, values, input: int = 0) -> None:
         """Write `values` (broadcast to the array's shape, cast to float32) into array `kind`
         of layer `name`, on either device: the documented way to set weights."""
-        if self.device == "cpu":
-            self.array(kind, name, input)[...] = values
-            return
         rows, cols, fortran = self._net.buffer_info(kind, name, input)
         a = np.broadcast_to(np.asarray(values, dtype=np.float32), (rows, cols))
         self._net.upload(kind, name, np.asfortranarray(a) if fortran else np.ascontiguousarray(a), input)
@@ -316,15 +327,12 @@ class EngineNet:
 
     def _set_prefix(self, kind: str, name: str, values) -> None:
         values = np.asarray(values, dtype=np.float32)
-        full = self.array(kind, name)
+        full = self._net.download(kind, name)
         if values.ndim != 2 or values.shape[0] != full.shape[0] or values.shape[1] > full.shape[1]:
             raise ValueError(f"{kind} of layer '{name}': expected (D, n) = ({full.shape[0]}, n <= "
                              f"{full.shape[1]}), got {values.shape}")
-        if self.device != "cpu":
-            full = full.copy()
-        full.reshape(-1)[:values.size] = values.reshape(-1)  # a view of the engine's buffer on the CPU
-        if self.device != "cpu":
-            self.set_array(kind, name, full)
+        full.reshape(-1)[:values.size] = values.reshape(-1)
+        self._net.upload(kind, name, full)
 
     def _prefix(self, kind: str, name: str, cases: int | None) -> np.ndarray:
         full = self.array(kind, name)

@@ -6,7 +6,7 @@
 // count, and so does splitting a product differently. So OpenBLAS runs
 // single-threaded, and a product is cut into output panels whose layout
 // depends only on its shape; OpenMP threads take whole panels.
-#include "alexnet/blas.h"
+#include "alexnet/cpu/blas.h"
 
 #include <algorithm>
 #include <mutex>
@@ -14,7 +14,7 @@
 
 #include "cblas.h"  // scipy_openblas32's header: scipy_cblas_sgemm, scipy_openblas_*
 
-namespace alexnet {
+namespace alexnet::cpu {
 
 namespace {
 
@@ -84,4 +84,4 @@ std::string blas_name() { return std::string("OpenBLAS (scipy-openblas32): ") + 
 
 
 
-}  // namespace alexnet
+}  // namespace alexnet::cpu

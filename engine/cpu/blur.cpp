@@ -15,6 +15,7 @@
 //
 // Threads: one thread per output row, each output in the fixed order above.
 #include "alexnet/cpu/blur.h"
+#include "alexnet/cpu/layer.h"
 
 #include <algorithm>
 
@@ -58,4 +59,22 @@ void blur_bprop(const BlurParams& p, ConstMatView dy, MatView scratch, MatView d
   blur_fprop(p, dy, scratch, dx, scale_targets);
 }
 
+}  // namespace alexnet::cpu
+
+// ---- the blur layer in the CPU net (cpu/layer.h) ----------------------------------------
+
+namespace alexnet::cpu {
+namespace {
+
+void forward(const LayerRun& r) { blur_fprop(r.layer.blur, r.in(0), r.view(r.store().blur_tmp), r.out(), 0.0f); }
+
+void backward(const LayerRun& r) {
+  single_input_backward(r, [&](MatView dx, float st) {
+    blur_bprop(r.layer.blur, r.dy(), r.view(r.store().blur_tmp), dx, st);
+  });
+}
+
+const bool registered = register_layer("blur", {forward, backward});
+
+}  // namespace
 }  // namespace alexnet::cpu

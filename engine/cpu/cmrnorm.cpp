@@ -18,6 +18,7 @@
 #include <cmath>
 
 #include "alexnet/cpu/norm.h"
+#include "alexnet/cpu/layer.h"
 
 namespace alexnet::cpu {
 
@@ -103,4 +104,23 @@ void cmrnorm_bprop(const CrossMapNormParams& p, ConstMatView x, ConstMatView y, 
   }
 }
 
+}  // namespace alexnet::cpu
+
+// ---- the cmrnorm layer in the CPU net (cpu/layer.h) ----------------------------------------
+
+namespace alexnet::cpu {
+namespace {
+
+void forward(const LayerRun& r) { cmrnorm_fprop(r.layer.crossmap, r.in(0), r.out(), r.view(r.store().denoms)); }
+
+void backward(const LayerRun& r) {
+  single_input_backward(r, [&](MatView dx, float st) {
+    cmrnorm_bprop(r.layer.crossmap, r.in(0), r.out(), r.view(r.store().denoms), r.dy(), dx,
+                  r.view(r.store().scratch), st);
+  });
+}
+
+const bool registered = register_layer("cmrnorm", {forward, backward});
+
+}  // namespace
 }  // namespace alexnet::cpu

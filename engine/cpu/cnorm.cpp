@@ -19,6 +19,7 @@
 // Threads: pass 1 (Dm) and pass 2 (D, Y) each give one output row to one
 // thread; pass 2 starts after every Dm exists. Thread-count independent.
 #include "alexnet/cpu/norm.h"
+#include "alexnet/cpu/layer.h"
 
 namespace alexnet::cpu {
 
@@ -57,4 +58,25 @@ void cnorm_bprop(const SpatialNormParams& p, ConstMatView mean_diffs, ConstMatVi
   norm_detail::spatial_norm_undo(p, mean_diffs, scratch, denoms, dy, dx, scale_targets);
 }
 
+}  // namespace alexnet::cpu
+
+// ---- the cnorm layer in the CPU net (cpu/layer.h) ----------------------------------------
+
+namespace alexnet::cpu {
+namespace {
+
+void forward(const LayerRun& r) {
+  cnorm_fprop(r.layer.spatial, r.in(0), r.out(), r.view(r.store().denoms), r.view(r.store().mean_diffs));
+}
+
+void backward(const LayerRun& r) {
+  single_input_backward(r, [&](MatView dx, float st) {
+    cnorm_bprop(r.layer.spatial, r.view(r.store().mean_diffs), r.out(), r.view(r.store().denoms), r.dy(), dx,
+                r.view(r.store().scratch), st);
+  });
+}
+
+const bool registered = register_layer("cnorm", {forward, backward});
+
+}  // namespace
 }  // namespace alexnet::cpu

@@ -5,6 +5,7 @@
 // dx <- scale_targets*dx + the matching slice of dy (blend(), §1.4).
 // No arithmetic beyond the blend, so results are exact.
 #include "alexnet/cpu/concat.h"
+#include "alexnet/cpu/layer.h"
 
 namespace alexnet::cpu {
 
@@ -24,4 +25,34 @@ void concat_bprop(ConstMatView dy, MatView dx, int64_t offset, float scale_targe
   for (int64_t i = 0; i < total; ++i) out[i] = blend(out[i], in[i], scale_targets);
 }
 
+}  // namespace alexnet::cpu
+
+// ---- the concat layer in the CPU net (cpu/layer.h) ----------------------------------------
+
+namespace alexnet::cpu {
+namespace {
+
+void forward(const LayerRun& r) {
+  int64_t offset = 0;
+  for (size_t i = 0; i < r.spec().inputs.size(); ++i) {
+    concat_fprop(r.in(i), r.out(), offset);
+    offset += r.layer.input_sizes[i];
+  }
+}
+
+void backward(const LayerRun& r) {
+  int64_t offset = 0;
+  for (size_t i = 0; i < r.spec().inputs.size(); ++i) {
+    if (r.wants(i)) {
+      float st = 0.0f;
+      const MatView dx = r.target(i, &st);
+      concat_bprop(r.dy(), dx, offset, st);
+    }
+    offset += r.layer.input_sizes[i];
+  }
+}
+
+const bool registered = register_layer("concat", {forward, backward});
+
+}  // namespace
 }  // namespace alexnet::cpu

@@ -44,11 +44,12 @@
 // fixed order. Products go through alexnet::sgemm, whose panels do not depend
 // on the thread count (blas.cpp). Results do not depend on the thread count.
 #include "alexnet/cpu/conv.h"
+#include "alexnet/cpu/layer.h"
 
 #include <algorithm>
 #include <cstring>
 
-#include "alexnet/blas.h"
+#include "alexnet/cpu/blas.h"
 
 namespace alexnet::cpu {
 
@@ -89,23 +90,6 @@ void im2col(const ConvParams& p, const float* x, int64_t num_cases, int64_t m0, 
       else
         std::memcpy(out, xc + (yy * s + xx) * n, static_cast<size_t>(n) * sizeof(float));
     }
-  }
-}
-
-void build_feeds(const ConvParams& p, ConvScratch& scratch) {
-  // CSR table: feeds[0..C] offsets, then for each channel the (g·Cg + c')
-  // indices that read it, increasing.
-  const int64_t c_all = p.channels, pairs = p.groups * p.filter_channels;
-  std::vector<int64_t>& f = scratch.feeds;
-  f.assign(static_cast<size_t>(c_all + 1 + pairs), 0);
-  for (int64_t gc = 0; gc < pairs; ++gc)
-    ++f[static_cast<size_t>(p.channel(gc / p.filter_channels, gc % p.filter_channels) + 1)];
-  for (int64_t c = 0; c < c_all; ++c) f[static_cast<size_t>(c + 1)] += f[static_cast<size_t>(c)];
-  std::vector<int64_t>& next = scratch.fill;
-  next.assign(f.begin(), f.begin() + c_all);
-  for (int64_t gc = 0; gc < pairs; ++gc) {
-    const int64_t c = p.channel(gc / p.filter_channels, gc % p.filter_channels);
-    f[static_cast<size_t>(c_all + 1 + next[static_cast<size_t>(c)]++)] = gc;
   }
 }
 
@@ -195,7 +179,7 @@ void conv_bprop_acts(const ConvParams& p, ConstMatView dy, ConstMatView w, MatVi
                      ConvScratch& scratch) {
   const int64_t n = dy.cols, m_all = p.modules(), f = p.filters, fg = p.filters_per_group(), r = p.rows_per_group();
   const int64_t chunk = lowering::chunk_modules(p, n);
-  lowering::build_feeds(p, scratch);
+  build_conv_feeds(p, scratch.feeds, scratch.fill);
   float* acc = lowering::begin_image_gradient(p, n, dx.data, scale_targets, scratch);
   float* cols = lowering::reserve(scratch.cols, p.groups * r * chunk * n);
   for (int64_t m0 = 0; m0 < m_all; m0 += chunk) {
@@ -259,4 +243,48 @@ void conv_bprop_bias(ConstMatView dy, MatView gb, bool shared, float scale, floa
   }
 }
 
+}  // namespace alexnet::cpu
+
+// ---- the conv layer in the CPU net (cpu/layer.h) ----------------------------------------
+
+namespace alexnet::cpu {
+namespace {
+
+void forward(const LayerRun& r) {
+  weight_layer_forward(
+      r,
+      [&](size_t i, MatView y, float st) {
+        const MatrixPlan& w = r.weight_plan(i);
+        conv_fprop(r.layer.conv[i], r.in(i), ConstMatView(r.weight(i).w.data(), w.rows, w.cols), y, st,
+                   r.store().conv_scratch);
+      },
+      [&](MatView y) {
+        const MatrixPlan& b = r.bias_plan();
+        conv_add_bias(ConstMatView(r.bias().w.data(), b.rows, b.cols), y, r.spec().shared_biases);
+      });
+}
+
+void backward(const LayerRun& r) {
+  const float inv_n = 1.0f / static_cast<float>(r.n);
+  weight_layer_backward(
+      r,
+      [&](size_t i, MatView dx, float st) {
+        const MatrixPlan& w = r.weight_plan(i);
+        conv_bprop_acts(r.layer.conv[i], r.dy(), ConstMatView(r.weight(i).w.data(), w.rows, w.cols), dx, st,
+                        r.store().conv_scratch);
+      },
+      [&](size_t i, bool first) {  // G (the update forms inc from it); later uses of a shared matrix add
+        const MatrixPlan& w = r.weight_plan(i);
+        conv_bprop_weights(r.layer.conv[i], r.in(i), r.dy(), MatView{r.weight(i).grad.data(), w.rows, w.cols},
+                           r.spec().partial_sum, inv_n, first ? 0.0f : 1.0f, r.store().conv_scratch);
+      },
+      [&] {
+        const MatrixPlan& b = r.bias_plan();
+        conv_bprop_bias(r.dy(), MatView{r.bias().grad.data(), b.rows, b.cols}, r.spec().shared_biases, inv_n, 0.0f);
+      });
+}
+
+const bool registered = register_layer("conv", {forward, backward});
+
+}  // namespace
 }  // namespace alexnet::cpu

@@ -16,6 +16,7 @@
 // a fixed order keeps them independent of the thread count). Backward kernels
 // are element-wise (or one case per thread) and so thread-count independent.
 #include "alexnet/cpu/cost.h"
+#include "alexnet/cpu/layer.h"
 
 #include <cmath>
 #include <cstdint>
@@ -208,4 +209,42 @@ void gsum2_bprop_x(const float* gates, ConstMatView x, MatView dx, float coeff, 
   blend_map(dx, scale_targets, [=](int64_t i) { return k * gates[i % cases] * in[i]; });  // ((-2*coeff)*g)*x
 }
 
+}  // namespace alexnet::cpu
+
+// ---- the cost.logreg layer in the CPU net (cpu/layer.h) ----------------------------------------
+
+namespace alexnet::cpu {
+namespace {
+
+void logreg_forward(const LayerRun& r) {
+  const LogregCosts c = logreg_cost(r.in(0).data, r.in(1), r.spec().topk);
+  r.set_costs({c.neg_log_prob, c.top1_errors, c.topk_errors});
+}
+
+void logreg_backward(const LayerRun& r) {  // unless the softmax below took the fused gradient (§3.12)
+  if (r.plan_of(r.spec().inputs[1]).fused_logreg || !r.wants(1)) return;
+  float st = 0.0f;
+  const MatView dp = r.target(1, &st);
+  logreg_bprop(r.in(0).data, r.in(1), dp, r.spec().coeff, st);
+}
+
+const bool logreg_registered = register_layer("cost.logreg", {logreg_forward, logreg_backward});
+
+}  // namespace
+}  // namespace alexnet::cpu
+
+// ---- the cost.sum2 layer in the CPU net (cpu/layer.h) ----------------------------------------
+
+namespace alexnet::cpu {
+namespace {
+
+void sum2_forward(const LayerRun& r) { r.set_costs({sum2_cost(r.in(0))}); }
+
+void sum2_backward(const LayerRun& r) {
+  single_input_backward(r, [&](MatView dx, float st) { sum2_bprop(r.in(0), dx, r.spec().coeff, st); });
+}
+
+const bool sum2_registered = register_layer("cost.sum2", {sum2_forward, sum2_backward});
+
+}  // namespace
 }  // namespace alexnet::cpu

@@ -9,6 +9,7 @@
 // as a product, as X·B is written, so a dropped negative value gives -0.
 // Threads: each element by one thread; independent of the thread count.
 #include "alexnet/cpu/dropout.h"
+#include "alexnet/cpu/layer.h"
 
 #include <cstdint>
 
@@ -44,4 +45,31 @@ void dropout_bprop(ConstMatView dy, const float* mask, float keep, bool train, M
   }
 }
 
+}  // namespace alexnet::cpu
+
+// ---- the hs layer in the CPU net (cpu/layer.h) ----------------------------------------
+
+namespace alexnet::cpu {
+namespace {
+
+// §3.16: masks are drawn in training passes of an enabled layer; test passes
+// (and the gradient check's) scale by keep.
+bool training(const LayerRun& r) { return r.pass == PassType::Train && r.spec().enable; }
+
+void forward(const LayerRun& r) {
+  float* mask = r.store().mask.data();
+  if (training(r) && !r.inject_masks)  // keep with probability keep, U in (0, 1]
+    r.draws->dropout_mask(mask, r.spec().outputs * r.n, r.spec().keep);
+  dropout_fprop(r.in(0), mask, r.spec().keep, training(r), r.out());
+}
+
+void backward(const LayerRun& r) {
+  single_input_backward(r, [&](MatView dx, float st) {
+    dropout_bprop(r.dy(), r.store().mask.data(), r.spec().keep, training(r), dx, st);
+  });
+}
+
+const bool registered = register_layer("hs", {forward, backward});
+
+}  // namespace
 }  // namespace alexnet::cpu

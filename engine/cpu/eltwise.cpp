@@ -5,6 +5,7 @@
 // (one rounding for coeff*x, one for the add), so results are bit-exact and
 // in-place use (target == an input) is safe.
 #include "alexnet/cpu/eltwise.h"
+#include "alexnet/cpu/layer.h"
 
 namespace alexnet::cpu {
 
@@ -48,4 +49,56 @@ void eltmax_bprop(ConstMatView x, ConstMatView y, ConstMatView dy, MatView dx, f
   }
 }
 
+}  // namespace alexnet::cpu
+
+// ---- the eltsum layer in the CPU net (cpu/layer.h) ----------------------------------------
+
+namespace alexnet::cpu {
+namespace {
+
+float coeff(const LayerRun& r, size_t i) { return r.spec().coeffs.empty() ? 1.0f : r.spec().coeffs[i]; }
+
+void eltsum_forward(const LayerRun& r) {
+  for (size_t i = 0; i < r.spec().inputs.size(); ++i)
+    eltsum_fprop(r.in(i), r.out(), coeff(r, i), i == 0 ? 0.0f : 1.0f);
+}
+
+void eltsum_backward(const LayerRun& r) {
+  for (size_t i = 0; i < r.spec().inputs.size(); ++i)
+    if (r.wants(i)) {
+      float st = 0.0f;
+      const MatView dx = r.target(i, &st);
+      eltsum_bprop(r.dy(), dx, coeff(r, i), st);
+    }
+}
+
+const bool eltsum_registered = register_layer("eltsum", {eltsum_forward, eltsum_backward});
+
+}  // namespace
+}  // namespace alexnet::cpu
+
+// ---- the eltmax layer in the CPU net (cpu/layer.h) ----------------------------------------
+
+namespace alexnet::cpu {
+namespace {
+
+void eltmax_forward(const LayerRun& r) {
+  std::vector<ConstMatView>& inputs = r.store().input_views;
+  inputs.resize(r.spec().inputs.size());  // allocates on the first pass only
+  for (size_t i = 0; i < inputs.size(); ++i) inputs[i] = r.in(i);
+  eltmax_fprop(inputs.data(), static_cast<int64_t>(inputs.size()), r.out());
+}
+
+void eltmax_backward(const LayerRun& r) {
+  for (size_t i = 0; i < r.spec().inputs.size(); ++i)
+    if (r.wants(i)) {
+      float st = 0.0f;
+      const MatView dx = r.target(i, &st);
+      eltmax_bprop(r.in(i), r.out(), r.dy(), dx, st);
+    }
+}
+
+const bool eltmax_registered = register_layer("eltmax", {eltmax_forward, eltmax_backward});
+
+}  // namespace
 }  // namespace alexnet::cpu

@@ -2,8 +2,9 @@
 // BLAS (alexnet::sgemm); its summation order is the library's ("close only"
 // parity with cuBLAS, §7.3). Accumulate-or-overwrite: scale_targets (§1.4).
 #include "alexnet/cpu/fc.h"
+#include "alexnet/cpu/layer.h"
 
-#include "alexnet/blas.h"
+#include "alexnet/cpu/blas.h"
 
 namespace alexnet::cpu {
 
@@ -42,4 +43,38 @@ void fc_bprop_bias(ConstMatView dy, float* gb, float scale, float scale_targets)
   }
 }
 
+}  // namespace alexnet::cpu
+
+// ---- the fc layer in the CPU net (cpu/layer.h) ----------------------------------------
+
+namespace alexnet::cpu {
+namespace {
+
+// The release's (Din, Dout) Fortran matrix is (Dout, Din) row-major in memory.
+ConstMatView stored(const LayerRun& r, size_t i) {
+  const MatrixPlan& w = r.weight_plan(i);
+  return ConstMatView(r.weight(i).w.data(), w.cols, w.rows);
+}
+
+void forward(const LayerRun& r) {
+  weight_layer_forward(
+      r, [&](size_t i, MatView y, float st) { fc_fprop(r.in(i), stored(r, i), y, st); },
+      [&](MatView y) { fc_add_bias(r.bias().w.data(), y); });
+}
+
+void backward(const LayerRun& r) {
+  const float inv_n = 1.0f / static_cast<float>(r.n);
+  weight_layer_backward(
+      r, [&](size_t i, MatView dx, float st) { fc_bprop_acts(r.dy(), stored(r, i), dx, st); },
+      [&](size_t i, bool first) {  // inc <- mom*inc + (eps/N) dY X^T; mom 1 for later uses of a shared matrix
+        const MatrixPlan& w = r.weight_plan(i);
+        fc_bprop_weights(r.in(i), r.dy(), MatView{r.weight(i).inc.data(), w.cols, w.rows}, w.eps * inv_n,
+                         first ? w.mom : 1.0f);
+      },
+      [&] { fc_bprop_bias(r.dy(), r.bias().grad.data(), inv_n, 0.0f); });
+}
+
+const bool registered = register_layer("fc", {forward, backward});
+
+}  // namespace
 }  // namespace alexnet::cpu

@@ -5,6 +5,7 @@
 // this (§13 item 8) and we keep it, so with two consumers the second one's
 // gradient replaces the first's. No arithmetic, so results are exact copies.
 #include "alexnet/cpu/href.h"
+#include "alexnet/cpu/layer.h"
 
 namespace alexnet::cpu {
 
@@ -30,4 +31,20 @@ void href_bprop(const HrefParams& p, ConstMatView dy, MatView dx) {
   }
 }
 
+}  // namespace alexnet::cpu
+
+// ---- the href layer in the CPU net (cpu/layer.h) ----------------------------------------
+
+namespace alexnet::cpu {
+namespace {
+
+void forward(const LayerRun& r) { href_fprop(r.layer.href, r.in(0), r.out(), 0.0f); }
+
+void backward(const LayerRun& r) {  // §13 item 8: overwrites, ignoring accumulation, as written
+  single_input_backward(r, [&](MatView dx, float) { href_bprop(r.layer.href, r.dy(), dx); });
+}
+
+const bool registered = register_layer("href", {forward, backward});
+
+}  // namespace
 }  // namespace alexnet::cpu

@@ -20,10 +20,11 @@
 // an OpenMP loop, each one sgemm (single-threaded inside the loop: blas.cpp);
 // lowering as conv.cpp. Results do not depend on the thread count.
 #include "alexnet/cpu/local.h"
+#include "alexnet/cpu/layer.h"
 
 #include <algorithm>
 
-#include "alexnet/blas.h"
+#include "alexnet/cpu/blas.h"
 
 namespace alexnet::cpu {
 
@@ -48,7 +49,7 @@ void local_bprop_acts(const ConvParams& p, ConstMatView dy, ConstMatView w, MatV
                       ConvScratch& scratch) {
   const int64_t n = dy.cols, m_all = p.modules(), f = p.filters, fg = p.filters_per_group(), r = p.rows_per_group();
   const int64_t chunk = lowering::chunk_modules(p, n);
-  lowering::build_feeds(p, scratch);
+  build_conv_feeds(p, scratch.feeds, scratch.fill);
   float* acc = lowering::begin_image_gradient(p, n, dx.data, scale_targets, scratch);
   float* cols = lowering::reserve(scratch.cols, p.groups * r * chunk * n);
   for (int64_t m0 = 0; m0 < m_all; m0 += chunk) {
@@ -81,4 +82,48 @@ void local_bprop_weights(const ConvParams& p, ConstMatView x, ConstMatView dy, M
   }
 }
 
+}  // namespace alexnet::cpu
+
+// ---- the local layer in the CPU net (cpu/layer.h) ----------------------------------------
+
+namespace alexnet::cpu {
+namespace {
+
+void forward(const LayerRun& r) {
+  weight_layer_forward(
+      r,
+      [&](size_t i, MatView y, float st) {
+        const MatrixPlan& w = r.weight_plan(i);
+        local_fprop(r.layer.conv[i], r.in(i), ConstMatView(r.weight(i).w.data(), w.rows, w.cols), y, st,
+                    r.store().conv_scratch);
+      },
+      [&](MatView y) {  // one bias per output (F*M, 1)
+        const MatrixPlan& b = r.bias_plan();
+        conv_add_bias(ConstMatView(r.bias().w.data(), b.rows, b.cols), y, false);
+      });
+}
+
+void backward(const LayerRun& r) {
+  const float inv_n = 1.0f / static_cast<float>(r.n);
+  weight_layer_backward(
+      r,
+      [&](size_t i, MatView dx, float st) {
+        const MatrixPlan& w = r.weight_plan(i);
+        local_bprop_acts(r.layer.conv[i], r.dy(), ConstMatView(r.weight(i).w.data(), w.rows, w.cols), dx, st,
+                         r.store().conv_scratch);
+      },
+      [&](size_t i, bool first) {  // inc <- mom*inc + (eps/N) G; mom 1 for later uses of a shared matrix
+        const MatrixPlan& w = r.weight_plan(i);
+        local_bprop_weights(r.layer.conv[i], r.in(i), r.dy(), MatView{r.weight(i).inc.data(), w.rows, w.cols},
+                            w.eps * inv_n, first ? w.mom : 1.0f, r.store().conv_scratch);
+      },
+      [&] {
+        const MatrixPlan& b = r.bias_plan();
+        conv_bprop_bias(r.dy(), MatView{r.bias().grad.data(), b.rows, b.cols}, false, inv_n, 0.0f);
+      });
+}
+
+const bool registered = register_layer("local", {forward, backward});
+
+}  // namespace
 }  // namespace alexnet::cpu

@@ -4,6 +4,7 @@
 // Every write is target <- scale_targets*target + result (blend(), §1.4).
 // No arithmetic beyond the blend, so results are exact copies.
 #include "alexnet/cpu/nailbed.h"
+#include "alexnet/cpu/layer.h"
 
 namespace alexnet::cpu {
 
@@ -41,4 +42,20 @@ void nailbed_bprop(const NailbedParams& p, ConstMatView dy, MatView dx, float sc
   }
 }
 
+}  // namespace alexnet::cpu
+
+// ---- the nailbed layer in the CPU net (cpu/layer.h) ----------------------------------------
+
+namespace alexnet::cpu {
+namespace {
+
+void forward(const LayerRun& r) { nailbed_fprop(r.layer.nailbed, r.in(0), r.out(), 0.0f); }
+
+void backward(const LayerRun& r) {
+  single_input_backward(r, [&](MatView dx, float st) { nailbed_bprop(r.layer.nailbed, r.dy(), dx, st); });
+}
+
+const bool registered = register_layer("nailbed", {forward, backward});
+
+}  // namespace
 }  // namespace alexnet::cpu

@@ -14,31 +14,11 @@
 // Threads: every output element is computed by one thread from its own inputs,
 // so results do not depend on the thread count.
 #include "alexnet/cpu/neuron.h"
+#include "alexnet/cpu/layer.h"
 
 #include <cmath>
 
 namespace alexnet::cpu {
-
-const NeuronInfo kNeuronTable[kNumNeuronTypes] = {
-    {NeuronType::kIdent, "ident", 0, NeuronUses::kNothing},
-    {NeuronType::kRelu, "relu", 0, NeuronUses::kOutput},
-    {NeuronType::kNrelu, "nrelu", 0, NeuronUses::kOutput},
-    {NeuronType::kBrelu, "brelu", 1, NeuronUses::kOutput},
-    {NeuronType::kSoftrelu, "softrelu", 0, NeuronUses::kInput},
-    {NeuronType::kDrelu, "drelu", 1, NeuronUses::kInput},
-    {NeuronType::kAbs, "abs", 0, NeuronUses::kInput},
-    {NeuronType::kLogistic, "logistic", 0, NeuronUses::kOutput},
-    {NeuronType::kTanh, "tanh", 2, NeuronUses::kOutput},
-    {NeuronType::kSquare, "square", 0, NeuronUses::kInput},
-    {NeuronType::kSqrt, "sqrt", 0, NeuronUses::kOutput},
-    {NeuronType::kLinear, "linear", 2, NeuronUses::kNothing},
-};
-
-const NeuronInfo* find_neuron(std::string_view name) {
-  for (const NeuronInfo& info : kNeuronTable)
-    if (name == info.name) return &info;
-  return nullptr;
-}
 
 namespace {
 
@@ -166,4 +146,25 @@ void neuron_bprop(const NeuronParams& p, ConstMatView x, ConstMatView y, ConstMa
   }
 }
 
+}  // namespace alexnet::cpu
+
+// ---- the neuron layer in the CPU net (cpu/layer.h) ----------------------------------------
+
+namespace alexnet::cpu {
+namespace {
+
+void forward(const LayerRun& r) {
+  float* noise = r.layer.has_noise ? r.store().noise.data() : nullptr;
+  if (noise != nullptr && !r.inject_masks)  // nrelu: one N(0,1) draw per element, every pass (§3.11)
+    r.draws->normal(noise, r.spec().outputs * r.n);
+  neuron_fprop(r.layer.neuron, r.in(0), noise, r.out());
+}
+
+void backward(const LayerRun& r) {
+  single_input_backward(r, [&](MatView dx, float st) { neuron_bprop(r.layer.neuron, r.in(0), r.out(), r.dy(), dx, st); });
+}
+
+const bool registered = register_layer("neuron", {forward, backward});
+
+}  // namespace
 }  // namespace alexnet::cpu

@@ -22,6 +22,7 @@
 // Threads: each output (forward) or input pixel (backward) is computed by one
 // thread in the order above, so results do not depend on the thread count.
 #include "alexnet/cpu/pool.h"
+#include "alexnet/cpu/layer.h"
 
 #include <algorithm>
 #include <cmath>
@@ -152,4 +153,20 @@ void pool_bprop(const PoolParams& p, ConstMatView x, ConstMatView y, ConstMatVie
   }
 }
 
+}  // namespace alexnet::cpu
+
+// ---- the pool layer in the CPU net (cpu/layer.h) ----------------------------------------
+
+namespace alexnet::cpu {
+namespace {
+
+void forward(const LayerRun& r) { pool_fprop(r.layer.pool, r.in(0), r.out(), 0.0f); }
+
+void backward(const LayerRun& r) {
+  single_input_backward(r, [&](MatView dx, float st) { pool_bprop(r.layer.pool, r.in(0), r.out(), r.dy(), dx, st); });
+}
+
+const bool registered = register_layer("pool", {forward, backward});
+
+}  // namespace
 }  // namespace alexnet::cpu

@@ -20,6 +20,7 @@
 #include <cmath>
 
 #include "alexnet/cpu/norm.h"
+#include "alexnet/cpu/layer.h"
 
 namespace alexnet::cpu {
 
@@ -115,4 +116,23 @@ void rnorm_bprop(const SpatialNormParams& p, ConstMatView x, ConstMatView y, Con
   norm_detail::spatial_norm_undo(p, x, scratch, denoms, dy, dx, scale_targets);
 }
 
+}  // namespace alexnet::cpu
+
+// ---- the rnorm layer in the CPU net (cpu/layer.h) ----------------------------------------
+
+namespace alexnet::cpu {
+namespace {
+
+void forward(const LayerRun& r) { rnorm_fprop(r.layer.spatial, r.in(0), r.out(), r.view(r.store().denoms)); }
+
+void backward(const LayerRun& r) {
+  single_input_backward(r, [&](MatView dx, float st) {
+    rnorm_bprop(r.layer.spatial, r.in(0), r.out(), r.view(r.store().denoms), r.dy(), dx, r.view(r.store().scratch),
+                st);
+  });
+}
+
+const bool registered = register_layer("rnorm", {forward, backward});
+
+}  // namespace
 }  // namespace alexnet::cpu

@@ -20,6 +20,8 @@
 // every case keeps its own sequential accumulators, so the result does not
 // depend on the thread count. Scratch: three small arrays on the stack.
 #include "alexnet/cpu/softmax.h"
+#include "alexnet/cpu/cost.h"  // logreg_softmax_bprop, the fused gradient
+#include "alexnet/cpu/layer.h"
 
 #include <algorithm>
 #include <cmath>
@@ -76,4 +78,27 @@ void softmax_bprop(ConstMatView y, ConstMatView dy, MatView dx, float scale_targ
   }
 }
 
+}  // namespace alexnet::cpu
+
+// ---- the softmax layer in the CPU net (cpu/layer.h) ----------------------------------------
+
+namespace alexnet::cpu {
+namespace {
+
+void forward(const LayerRun& r) { softmax_fprop(r.in(0), r.out()); }
+
+void backward(const LayerRun& r) {
+  single_input_backward(r, [&](MatView dx, float st) {
+    if (r.layer.fused_logreg) {  // §3.12: the gradient of the cost.logreg above, through the softmax
+      const LayerPlan& cost = r.plan_of(r.layer.consumers[0]);
+      logreg_softmax_bprop(r.acts_of(cost.spec.inputs[0]).data, r.out(), dx, cost.spec.coeff, st);
+    } else {
+      softmax_bprop(r.out(), r.dy(), dx, st);
+    }
+  });
+}
+
+const bool registered = register_layer("softmax", {forward, backward});
+
+}  // namespace
 }  // namespace alexnet::cpu

@@ -11,33 +11,33 @@
 // from 0; Y = X·powf(D, −β). Backward: prelim A (rnorm.cu), then
 // δX = X·Σ_{adjoint} A (increasing f') + δY·powf(D, −β). No FMA.
 #include "alexnet/cuda/norm.h"
+#include "layer.h"
 #include "common.cuh"
-#include "norm_window.cuh"
 
 namespace alexnet::cuda {
 
 namespace {
 
 // Forward window W(f) (centred or f's block) and its adjoint, as [lo, hi).
-__device__ __forceinline__ void channel_window_d(const cpu::CrossMapNormParams& p, int64_t f, int64_t* lo,
+__device__ __forceinline__ void channel_window_d(const CrossMapNormParams& p, int64_t f, int64_t* lo,
                                                  int64_t* hi) {
   if (p.blocked) {
     *lo = f / p.size * p.size;
     *hi = *lo + p.size < p.channels ? *lo + p.size : p.channels;
   } else {
-    norm_window_d(f, p.size, p.channels, lo, hi);
+    norm_window(f, p.size, p.channels, lo, hi);
   }
 }
 
-__device__ __forceinline__ void channel_adjoint_window_d(const cpu::CrossMapNormParams& p, int64_t f, int64_t* lo,
+__device__ __forceinline__ void channel_adjoint_window_d(const CrossMapNormParams& p, int64_t f, int64_t* lo,
                                                          int64_t* hi) {
   if (p.blocked)
     channel_window_d(p, f, lo, hi);
   else
-    norm_adjoint_window_d(f, p.size, p.channels, lo, hi);
+    norm_adjoint_window(f, p.size, p.channels, lo, hi);
 }
 
-__global__ void cmrnorm_fprop_kernel(cpu::CrossMapNormParams p, const float* x, float* y, float* denoms,
+__global__ void cmrnorm_fprop_kernel(CrossMapNormParams p, const float* x, float* y, float* denoms,
                                      int64_t pixels, int64_t n_cases) {
   const int64_t total = p.channels * pixels * n_cases;
   for (int64_t i = grid_start(); i < total; i += grid_step()) {
@@ -56,7 +56,7 @@ __global__ void cmrnorm_fprop_kernel(cpu::CrossMapNormParams p, const float* x, 
   }
 }
 
-__global__ void cmrnorm_undo_kernel(cpu::CrossMapNormParams p, const float* x, const float* a, const float* denoms,
+__global__ void cmrnorm_undo_kernel(CrossMapNormParams p, const float* x, const float* a, const float* denoms,
                                     const float* dy, float* dx, int64_t pixels, int64_t n_cases, float st) {
   const int64_t total = p.channels * pixels * n_cases;
   for (int64_t i = grid_start(); i < total; i += grid_step()) {
@@ -73,7 +73,7 @@ __global__ void cmrnorm_undo_kernel(cpu::CrossMapNormParams p, const float* x, c
 
 }  // namespace
 
-void cmrnorm_fprop(const Launch& l, const cpu::CrossMapNormParams& p, ConstMatView x, MatView y, MatView denoms) {
+void cmrnorm_fprop(const Launch& l, const CrossMapNormParams& p, ConstMatView x, MatView y, MatView denoms) {
   const int64_t total = x.size();
   if (total <= 0) return;
   cmrnorm_fprop_kernel<<<grid_for(total), kThreads, 0, l.stream>>>(p, x.data, y.data, denoms.data,
@@ -81,7 +81,7 @@ void cmrnorm_fprop(const Launch& l, const cpu::CrossMapNormParams& p, ConstMatVi
   check_launch(l, "cmrnorm_fprop_kernel");
 }
 
-void cmrnorm_bprop(const Launch& l, const cpu::CrossMapNormParams& p, ConstMatView x, ConstMatView y,
+void cmrnorm_bprop(const Launch& l, const CrossMapNormParams& p, ConstMatView x, ConstMatView y,
                    ConstMatView denoms, ConstMatView dy, MatView dx, MatView scratch, float scale_targets) {
   norm_detail::norm_prelim(l, p.alpha, p.beta, y, denoms, dy, scratch);
   const int64_t total = x.size();
@@ -92,4 +92,25 @@ void cmrnorm_bprop(const Launch& l, const cpu::CrossMapNormParams& p, ConstMatVi
   check_launch(l, "cmrnorm_undo_kernel");
 }
 
+}  // namespace alexnet::cuda
+
+// ---- the cmrnorm layer in the CUDA net (layer.h) -----------------------------------------------
+
+namespace alexnet::cuda {
+namespace {
+
+void forward(const LayerRun& r) {
+  r.op("fprop", [&] { cmrnorm_fprop(r.lc, r.layer.crossmap, r.in(0), r.out(), r.view(r.store.denoms)); });
+}
+
+void backward(const LayerRun& r) {
+  single_input_backward(r, [&](MatView dx, float st) {
+    cmrnorm_bprop(r.lc, r.layer.crossmap, r.in(0), r.out(), r.view(r.store.denoms), r.dy(), dx,
+                  r.view(r.store.scratch), st);
+  });
+}
+
+const bool registered = register_layer("cmrnorm", {forward, backward});
+
+}  // namespace
 }  // namespace alexnet::cuda

@@ -11,21 +11,21 @@
 // / valid count, IEEE division; Dm = X − μ. Pass 2 (after pass 1, same stream):
 // rnorm's rows over Dm with numerator X (rnorm.cu).
 #include "alexnet/cuda/norm.h"
+#include "layer.h"
 #include "common.cuh"
-#include "norm_window.cuh"
 
 namespace alexnet::cuda {
 
 namespace {
 
-__global__ void mean_diffs_kernel(cpu::SpatialNormParams p, const float* x, float* mean_diffs, int64_t n_cases) {
+__global__ void mean_diffs_kernel(SpatialNormParams p, const float* x, float* mean_diffs, int64_t n_cases) {
   const int64_t s = p.img_size, total = p.channels * s * s * n_cases;
   for (int64_t i = grid_start(); i < total; i += grid_step()) {
     const int64_t n = i % n_cases, r = i / n_cases;
     const int64_t c = r / (s * s), py = (r / s) % s, px = r % s;
     int64_t y0, y1, x0, x1;
-    norm_window_d(py, p.size, s, &y0, &y1);
-    norm_window_d(px, p.size, s, &x0, &x1);
+    norm_window(py, p.size, s, &y0, &y1);
+    norm_window(px, p.size, s, &x0, &x1);
     float m = 0.0f;
     for (int64_t wy = y0; wy < y1; ++wy)
       for (int64_t wx = x0; wx < x1; ++wx) m = m + x[((c * s + wy) * s + wx) * n_cases + n];
@@ -36,7 +36,7 @@ __global__ void mean_diffs_kernel(cpu::SpatialNormParams p, const float* x, floa
 
 }  // namespace
 
-void cnorm_fprop(const Launch& l, const cpu::SpatialNormParams& p, ConstMatView x, MatView y, MatView denoms,
+void cnorm_fprop(const Launch& l, const SpatialNormParams& p, ConstMatView x, MatView y, MatView denoms,
                  MatView mean_diffs) {
   const int64_t total = x.size();
   if (total <= 0) return;
@@ -45,10 +45,33 @@ void cnorm_fprop(const Launch& l, const cpu::SpatialNormParams& p, ConstMatView 
   norm_detail::spatial_norm_rows(l, p, mean_diffs, x, y, denoms);
 }
 
-void cnorm_bprop(const Launch& l, const cpu::SpatialNormParams& p, ConstMatView mean_diffs, ConstMatView y,
+void cnorm_bprop(const Launch& l, const SpatialNormParams& p, ConstMatView mean_diffs, ConstMatView y,
                  ConstMatView denoms, ConstMatView dy, MatView dx, MatView scratch, float scale_targets) {
   norm_detail::norm_prelim(l, p.alpha, p.beta, y, denoms, dy, scratch);
   norm_detail::spatial_norm_undo(l, p, mean_diffs, scratch, denoms, dy, dx, scale_targets);
 }
 
+}  // namespace alexnet::cuda
+
+// ---- the cnorm layer in the CUDA net (layer.h) -----------------------------------------------
+
+namespace alexnet::cuda {
+namespace {
+
+void forward(const LayerRun& r) {
+  r.op("fprop", [&] {
+    cnorm_fprop(r.lc, r.layer.spatial, r.in(0), r.out(), r.view(r.store.denoms), r.view(r.store.mean_diffs));
+  });
+}
+
+void backward(const LayerRun& r) {
+  single_input_backward(r, [&](MatView dx, float st) {
+    cnorm_bprop(r.lc, r.layer.spatial, r.view(r.store.mean_diffs), r.out(), r.view(r.store.denoms), r.dy(), dx,
+                r.view(r.store.scratch), st);
+  });
+}
+
+const bool registered = register_layer("cnorm", {forward, backward});
+
+}  // namespace
 }  // namespace alexnet::cuda

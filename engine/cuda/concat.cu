@@ -6,6 +6,7 @@
 #include <string>
 
 #include "alexnet/cuda/concat.h"
+#include "layer.h"
 #include "alexnet/cuda/util.h"
 #include "common.cuh"
 
@@ -23,4 +24,33 @@ void concat_bprop(const Launch& l, ConstMatView dy, MatView dx, int64_t offset, 
   blend_into(l, dy.data + offset * dy.cols, dx.data, dx.rows * dx.cols, 1.0f, scale_targets);
 }
 
+}  // namespace alexnet::cuda
+
+// ---- the concat layer in the CUDA net (layer.h) -----------------------------------------------
+
+namespace alexnet::cuda {
+namespace {
+
+void forward(const LayerRun& r) {
+  r.op("fprop", [&] {
+    int64_t offset = 0;
+    for (size_t i = 0; i < r.spec().inputs.size(); ++i) {
+      concat_fprop(r.lc, r.in(i), r.out(), offset);
+      offset += r.layer.input_sizes[i];
+    }
+  });
+}
+
+void backward(const LayerRun& r) {
+  int64_t offset = 0;
+  for (size_t i = 0; i < r.spec().inputs.size(); ++i) {
+    if (r.wants(i))
+      r.contribute(i, "bprop", [&](MatView dx, float st) { concat_bprop(r.lc, r.dy(), dx, offset, st); });
+    offset += r.layer.input_sizes[i];
+  }
+}
+
+const bool registered = register_layer("concat", {forward, backward});
+
+}  // namespace
 }  // namespace alexnet::cuda

@@ -20,6 +20,7 @@
 #include <string>
 
 #include "alexnet/cuda/conv.h"
+#include "layer.h"
 #include "alexnet/cuda/util.h"
 #include "common.cuh"
 
@@ -29,12 +30,12 @@ namespace {
 
 // Image channel read by filter channel c' of group g, i.e. by pair gc = g·Cg + c'
 // (p.conns is a device pointer, or null for dense groups).
-__device__ __forceinline__ int64_t channel_of(const cpu::ConvParams& p, int64_t gc) {
+__device__ __forceinline__ int64_t channel_of(const ConvParams& p, int64_t gc) {
   return p.conns != nullptr ? static_cast<int64_t>(p.conns[gc]) : gc;
 }
 
 // One thread per element of cols: i = r·width + (m − m0)·N + n.
-__global__ void im2col_kernel(cpu::ConvParams p, const float* x, int64_t n_cases, int64_t m0, int64_t m1,
+__global__ void im2col_kernel(ConvParams p, const float* x, int64_t n_cases, int64_t m0, int64_t m1,
                               float* cols) {
   const int64_t s = p.img_size, k = p.filter_size, kk = k * k;
   const int64_t rows = p.groups * p.filter_channels * kk, width = (m1 - m0) * n_cases;
@@ -54,8 +55,8 @@ __global__ void im2col_kernel(cpu::ConvParams p, const float* x, int64_t n_cases
 
 // One thread per image element i = ((c·S + y)·S + x)·N + n: img[i] += every
 // cols entry read from it, in the CPU's order. feeds: offsets[0..C], then the
-// pairs gc reading each channel, increasing (cpu::lowering::build_feeds).
-__global__ void col2im_kernel(cpu::ConvParams p, const float* cols, int64_t n_cases, int64_t m0, int64_t m1,
+// pairs gc reading each channel, increasing (build_conv_feeds, core/op_params.h).
+__global__ void col2im_kernel(ConvParams p, const float* cols, int64_t n_cases, int64_t m0, int64_t m1,
                               const int64_t* feeds, float* img) {
   const int64_t s = p.img_size, k = p.filter_size, mxs = p.modules_x, st = p.stride;
   const int64_t width = (m1 - m0) * n_cases;
@@ -121,14 +122,14 @@ void zero(const Launch& l, float* p, int64_t count) {
 
 }  // namespace
 
-int64_t conv_cols_floats(const cpu::ConvParams& p, int64_t max_cases, int64_t budget) {
+int64_t conv_cols_floats(const ConvParams& p, int64_t max_cases, int64_t budget) {
   const int64_t per_case_module = p.groups * p.rows_per_group();
   const int64_t at_least = budget > per_case_module * max_cases ? budget : per_case_module * max_cases;
   const int64_t all = per_case_module * p.modules() * max_cases;
   return at_least < all ? at_least : all;
 }
 
-int64_t conv_chunk_modules(const cpu::ConvParams& p, int64_t num_cases, int64_t cols_floats) {
+int64_t conv_chunk_modules(const ConvParams& p, int64_t num_cases, int64_t cols_floats) {
   const int64_t per_module = p.groups * p.rows_per_group() * (num_cases > 0 ? num_cases : 1);
   if (cols_floats < per_module)
     throw std::logic_error("conv workspace of " + std::to_string(cols_floats) + " floats cannot hold one module (" +
@@ -139,7 +140,7 @@ int64_t conv_chunk_modules(const cpu::ConvParams& p, int64_t num_cases, int64_t 
 
 namespace lowering {
 
-void im2col(const Launch& l, const cpu::ConvParams& p, const float* x, int64_t num_cases, int64_t m0, int64_t m1,
+void im2col(const Launch& l, const ConvParams& p, const float* x, int64_t num_cases, int64_t m0, int64_t m1,
             float* cols) {
   const int64_t total = p.groups * p.rows_per_group() * (m1 - m0) * num_cases;
   if (total <= 0) return;
@@ -147,7 +148,7 @@ void im2col(const Launch& l, const cpu::ConvParams& p, const float* x, int64_t n
   check_launch(l, "im2col_kernel");
 }
 
-void col2im_add(const Launch& l, const cpu::ConvParams& p, const float* cols, int64_t num_cases, int64_t m0,
+void col2im_add(const Launch& l, const ConvParams& p, const float* cols, int64_t num_cases, int64_t m0,
                 int64_t m1, const int64_t* feeds, float* img) {
   const int64_t total = p.channels * p.img_size * p.img_size * num_cases;
   if (total <= 0) return;
@@ -157,7 +158,7 @@ void col2im_add(const Launch& l, const cpu::ConvParams& p, const float* cols, in
 
 }  // namespace lowering
 
-void conv_fprop(const Launch& l, const Gemm& gemm, const cpu::ConvParams& p, ConstMatView x, ConstMatView w,
+void conv_fprop(const Launch& l, const Gemm& gemm, const ConvParams& p, ConstMatView x, ConstMatView w,
                 MatView y, float scale_targets, const ConvWorkspace& ws) {
   const int64_t n = x.cols, m_all = p.modules(), f = p.filters, fg = p.filters_per_group(), r = p.rows_per_group();
   const int64_t chunk = conv_chunk_modules(p, n, ws.cols_floats);
@@ -178,7 +179,7 @@ void conv_add_bias(const Launch& l, ConstMatView b, MatView y, bool shared) {
   check_launch(l, "add_bias_kernel");
 }
 
-void conv_bprop_acts(const Launch& l, const Gemm& gemm, const cpu::ConvParams& p, ConstMatView dy, ConstMatView w,
+void conv_bprop_acts(const Launch& l, const Gemm& gemm, const ConvParams& p, ConstMatView dy, ConstMatView w,
                      MatView dx, float scale_targets, const ConvWorkspace& ws) {
   const int64_t n = dy.cols, m_all = p.modules(), f = p.filters, fg = p.filters_per_group(), r = p.rows_per_group();
   const int64_t image = p.channels * p.img_size * p.img_size * n;
@@ -197,7 +198,7 @@ void conv_bprop_acts(const Launch& l, const Gemm& gemm, const cpu::ConvParams& p
   if (scale_targets != 0.0f) blend_into(l, acc, dx.data, image, 1.0f, scale_targets);
 }
 
-void conv_bprop_weights(const Launch& l, const Gemm& gemm, const cpu::ConvParams& p, ConstMatView x,
+void conv_bprop_weights(const Launch& l, const Gemm& gemm, const ConvParams& p, ConstMatView x,
                         ConstMatView dy, MatView g, int64_t partial_sum, float scale, float scale_targets,
                         const ConvWorkspace& ws) {
   const int64_t n = x.cols, m_all = p.modules(), f = p.filters, fg = p.filters_per_group(), r = p.rows_per_group();
@@ -253,4 +254,54 @@ void conv_bprop_bias(const Launch& l, ConstMatView dy, MatView gb, bool shared, 
   check_launch(l, "bias_grad_kernel");
 }
 
+}  // namespace alexnet::cuda
+
+// ---- the conv layer in the CUDA net (layer.h) -----------------------------------------------
+
+namespace alexnet::cuda {
+namespace {
+
+ConvWorkspace workspace(const LayerRun& r, size_t i) {
+  ConvWorkspace ws = r.ws;
+  ws.feeds = r.store.feeds[i];
+  return ws;
+}
+
+void forward(const LayerRun& r) {
+  weight_layer_forward(
+      r,
+      [&](size_t i, MatView y, float st) {
+        const MatrixPlan& w = r.weight_plan(i);
+        conv_fprop(r.lc, r.gemm, r.store.conv[i], r.in(i), ConstMatView(r.weight(i).w, w.rows, w.cols), y, st,
+                   workspace(r, i));
+      },
+      [&](MatView y) {
+        const MatrixPlan& b = r.bias_plan();
+        conv_add_bias(r.lc, ConstMatView(r.bias().w, b.rows, b.cols), y, r.spec().shared_biases);
+      });
+}
+
+void backward(const LayerRun& r) {
+  const float inv_n = 1.0f / static_cast<float>(r.n);
+  weight_layer_backward(
+      r,
+      [&](size_t i, MatView dx, float st) {
+        const MatrixPlan& w = r.weight_plan(i);
+        conv_bprop_acts(r.lc, r.gemm, r.store.conv[i], r.dy(), ConstMatView(r.weight(i).w, w.rows, w.cols), dx, st,
+                        workspace(r, i));
+      },
+      [&](size_t i, bool first) {  // G (the update forms inc from it); later uses of a shared matrix add
+        const MatrixPlan& w = r.weight_plan(i);
+        conv_bprop_weights(r.lc, r.gemm, r.store.conv[i], r.in(i), r.dy(), MatView{r.weight(i).grad, w.rows, w.cols},
+                           r.spec().partial_sum, inv_n, first ? 0.0f : 1.0f, workspace(r, i));
+      },
+      [&] {
+        const MatrixPlan& b = r.bias_plan();
+        conv_bprop_bias(r.lc, r.dy(), MatView{r.bias().grad, b.rows, b.cols}, r.spec().shared_biases, inv_n, 0.0f);
+      });
+}
+
+const bool registered = register_layer("conv", {forward, backward});
+
+}  // namespace
 }  // namespace alexnet::cuda

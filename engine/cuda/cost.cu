@@ -5,11 +5,15 @@
 // Accumulate-or-overwrite: backward kernels blend into their target (§1.4).
 // Sign (§1.1): a backward writes −dE/d(input), E = coeff·(summed cost), not / N.
 //
-// Costs: per-case (logreg) or per-row (sum2) terms are computed here, one
-// thread per case or row in the CPU's order, and summed on the host in float64
-// in case (row) order by the net: no atomics, the same value every run. logf is
-// the exact library function, not __logf ("close only" against glibc's logf).
+// Costs: per-case (logreg) or per-row (sum2) terms are computed on the device,
+// one thread per case or row in the CPU's order, copied back and summed on the
+// host in float64 in case (row) order: no atomics, the same value every run.
+// logf is the exact library function, not __logf ("close only" against glibc's logf).
+#include <string>
+#include <vector>
+
 #include "alexnet/cuda/cost.h"
+#include "layer.h"
 #include "common.cuh"
 
 namespace alexnet::cuda {
@@ -82,12 +86,29 @@ __global__ void scale_blend_kernel(const float* x, float* dx, int64_t total, flo
 
 }  // namespace
 
-void logreg_cost_terms(const Launch& l, const float* labels, ConstMatView probs, int topk, float* log_p,
-                       double* credits) {
-  if (probs.cols <= 0) return;
-  logreg_terms_kernel<<<grid_for(probs.cols), kThreads, 0, l.stream>>>(labels, probs.data, probs.rows, probs.cols,
-                                                                       topk, log_p, credits);
+LogregCosts logreg_cost(const Launch& l, const float* labels, ConstMatView probs, int topk, float* log_p,
+                        double* credits) {
+  const int64_t n = probs.cols;
+  if (n <= 0) return {0.0, 0.0, 0.0};
+  logreg_terms_kernel<<<grid_for(n), kThreads, 0, l.stream>>>(labels, probs.data, probs.rows, n, topk, log_p,
+                                                              credits);
   check_launch(l, "logreg_terms_kernel");
+  std::vector<float> host_log_p(static_cast<size_t>(n));
+  std::vector<double> host_credits(static_cast<size_t>(2 * n));
+  const std::string what = std::string("copying the costs of layer '") + l.layer + "'";
+  check(cudaMemcpyAsync(host_log_p.data(), log_p, host_log_p.size() * sizeof(float), cudaMemcpyDeviceToHost,
+                        l.stream), what);
+  check(cudaMemcpyAsync(host_credits.data(), credits, host_credits.size() * sizeof(double), cudaMemcpyDeviceToHost,
+                        l.stream), what);
+  check(cudaStreamSynchronize(l.stream), what);
+  double sum_log = 0.0, sum_top1 = 0.0, sum_topk = 0.0;  // cases in order, as engine/cpu/cost.cpp
+  for (int64_t c = 0; c < n; ++c) {
+    sum_log += static_cast<double>(host_log_p[static_cast<size_t>(c)]);
+    sum_top1 += host_credits[static_cast<size_t>(2 * c)];
+    sum_topk += host_credits[static_cast<size_t>(2 * c + 1)];
+  }
+  const double cases = static_cast<double>(n);
+  return {-sum_log, cases - sum_top1, cases - sum_topk};
 }
 
 void logreg_softmax_bprop(const Launch& l, const float* labels, ConstMatView probs, MatView dx, float coeff,
@@ -108,10 +129,17 @@ void logreg_bprop(const Launch& l, const float* labels, ConstMatView probs, MatV
   check_launch(l, "logreg_grad_kernel");
 }
 
-void sum2_cost_rows(const Launch& l, ConstMatView x, double* rows) {
-  if (x.rows <= 0) return;
+double sum2_cost(const Launch& l, ConstMatView x, double* rows) {
+  if (x.rows <= 0) return 0.0;
   sum2_rows_kernel<<<grid_for(x.rows), kThreads, 0, l.stream>>>(x.data, x.rows, x.cols, rows);
   check_launch(l, "sum2_rows_kernel");
+  std::vector<double> terms(static_cast<size_t>(x.rows));
+  const std::string what = std::string("copying the cost of layer '") + l.layer + "'";
+  check(cudaMemcpyAsync(terms.data(), rows, terms.size() * sizeof(double), cudaMemcpyDeviceToHost, l.stream), what);
+  check(cudaStreamSynchronize(l.stream), what);
+  double sum = 0.0;  // rows in order
+  for (double t : terms) sum += t;
+  return sum;
 }
 
 void sum2_bprop(const Launch& l, ConstMatView x, MatView dx, float coeff, float scale_targets) {
@@ -122,4 +150,47 @@ void sum2_bprop(const Launch& l, ConstMatView x, MatView dx, float coeff, float 
   check_launch(l, "sum2 scale_blend_kernel");
 }
 
+}  // namespace alexnet::cuda
+
+// ---- the cost.logreg layer in the CUDA net (layer.h) -----------------------------------------------
+
+namespace alexnet::cuda {
+namespace {
+
+void logreg_forward(const LayerRun& r) {
+  r.op("cost", [&] {
+    const LogregCosts c = logreg_cost(r.lc, r.in(0).data, r.in(1), r.spec().topk, r.store.cost_log_p,
+                                      r.store.cost_credits);
+    r.set_costs({c.neg_log_prob, c.top1_errors, c.topk_errors});
+  });
+}
+
+void logreg_backward(const LayerRun& r) {  // unless the softmax below took the fused gradient (§3.12)
+  if (r.plan_of(r.spec().inputs[1]).fused_logreg || !r.wants(1)) return;
+  r.contribute(1, "bprop", [&](MatView dp, float st) {
+    logreg_bprop(r.lc, r.in(0).data, r.in(1), dp, r.spec().coeff, st);
+  });
+}
+
+const bool logreg_registered = register_layer("cost.logreg", {logreg_forward, logreg_backward});
+
+}  // namespace
+}  // namespace alexnet::cuda
+
+// ---- the cost.sum2 layer in the CUDA net (layer.h) -----------------------------------------------
+
+namespace alexnet::cuda {
+namespace {
+
+void sum2_forward(const LayerRun& r) {
+  r.op("cost", [&] { r.set_costs({sum2_cost(r.lc, r.in(0), r.store.cost_rows)}); });
+}
+
+void sum2_backward(const LayerRun& r) {
+  single_input_backward(r, [&](MatView dx, float st) { sum2_bprop(r.lc, r.in(0), dx, r.spec().coeff, st); });
+}
+
+const bool sum2_registered = register_layer("cost.sum2", {sum2_forward, sum2_backward});
+
+}  // namespace
 }  // namespace alexnet::cuda

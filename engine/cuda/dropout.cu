@@ -5,6 +5,7 @@
 // Accumulate-or-overwrite: forward overwrites, backward blends (§1.4).
 // One product per element: bit-identical to the CPU given the mask.
 #include "alexnet/cuda/dropout.h"
+#include "layer.h"
 #include "common.cuh"
 
 namespace alexnet::cuda {
@@ -40,4 +41,36 @@ void dropout_bprop(const Launch& l, ConstMatView dy, const float* mask, float ke
   check_launch(l, "dropout_bprop_kernel");
 }
 
+}  // namespace alexnet::cuda
+
+// ---- the hs layer in the CUDA net (layer.h) -----------------------------------------------
+
+namespace alexnet::cuda {
+namespace {
+
+// §3.16: masks are drawn in training passes of an enabled layer; test passes
+// (and the gradient check's) scale by keep.
+bool training(const LayerRun& r) { return r.pass == PassType::Train && r.spec().enable; }
+
+void forward(const LayerRun& r) {
+  LayerStore& B = r.store;
+  if (training(r) && !r.inject_masks) {  // keep with probability keep, U in (0, 1]
+    const int64_t count = r.spec().outputs * r.n;
+    r.draws->dropout_mask(B.draws.data(), count, r.spec().keep);
+    check(cudaMemcpyAsync(B.mask, B.draws.data(), static_cast<size_t>(count) * sizeof(float), cudaMemcpyHostToDevice,
+                          r.lc.stream),
+          "cudaMemcpyAsync of the dropout mask (layer '" + r.spec().name + "')");
+  }
+  r.op("fprop", [&] { dropout_fprop(r.lc, r.in(0), B.mask, r.spec().keep, training(r), r.out()); });
+}
+
+void backward(const LayerRun& r) {
+  single_input_backward(r, [&](MatView dx, float st) {
+    dropout_bprop(r.lc, r.dy(), r.store.mask, r.spec().keep, training(r), dx, st);
+  });
+}
+
+const bool registered = register_layer("hs", {forward, backward});
+
+}  // namespace
 }  // namespace alexnet::cuda

@@ -3,6 +3,7 @@
 // fastest, all of one shape; element-wise, so bit-identical to the CPU.
 // Accumulate-or-overwrite: blend (§1.4), except eltmax's forward (overwrites).
 #include "alexnet/cuda/eltwise.h"
+#include "layer.h"
 #include "common.cuh"
 
 namespace alexnet::cuda {
@@ -43,11 +44,16 @@ void eltsum_bprop(const Launch& l, ConstMatView dy, MatView dx, float coeff, flo
   check_launch(l, "eltsum_kernel (backward)");
 }
 
-void eltmax_pair(const Launch& l, ConstMatView a, ConstMatView b, MatView y) {
+void eltmax_fprop(const Launch& l, const ConstMatView* xs, int64_t count, MatView y) {
   const int64_t total = y.size();
-  if (total <= 0) return;
-  eltmax_pair_kernel<<<grid_for(total), kThreads, 0, l.stream>>>(a.data, b.data, y.data, total);
+  if (total <= 0 || count < 2) return;
+  // max(x1, x0), then max(y, x_i): pairs in the CPU's order (§3.14).
+  eltmax_pair_kernel<<<grid_for(total), kThreads, 0, l.stream>>>(xs[1].data, xs[0].data, y.data, total);
   check_launch(l, "eltmax_pair_kernel");
+  for (int64_t i = 2; i < count; ++i) {
+    eltmax_pair_kernel<<<grid_for(total), kThreads, 0, l.stream>>>(y.data, xs[i].data, y.data, total);
+    check_launch(l, "eltmax_pair_kernel");
+  }
 }
 
 void eltmax_bprop(const Launch& l, ConstMatView x, ConstMatView y, ConstMatView dy, MatView dx, float scale_targets) {
@@ -58,4 +64,51 @@ void eltmax_bprop(const Launch& l, ConstMatView x, ConstMatView y, ConstMatView 
   check_launch(l, "eltmax_grad_kernel");
 }
 
+}  // namespace alexnet::cuda
+
+// ---- the eltsum layer in the CUDA net (layer.h) -----------------------------------------------
+
+namespace alexnet::cuda {
+namespace {
+
+float coeff(const LayerRun& r, size_t i) { return r.spec().coeffs.empty() ? 1.0f : r.spec().coeffs[i]; }
+
+void eltsum_forward(const LayerRun& r) {
+  r.op("fprop", [&] {
+    for (size_t i = 0; i < r.spec().inputs.size(); ++i)
+      eltsum_fprop(r.lc, r.in(i), r.out(), coeff(r, i), i == 0 ? 0.0f : 1.0f);
+  });
+}
+
+void eltsum_backward(const LayerRun& r) {
+  for (size_t i = 0; i < r.spec().inputs.size(); ++i)
+    if (r.wants(i))
+      r.contribute(i, "bprop", [&](MatView dx, float st) { eltsum_bprop(r.lc, r.dy(), dx, coeff(r, i), st); });
+}
+
+const bool eltsum_registered = register_layer("eltsum", {eltsum_forward, eltsum_backward});
+
+}  // namespace
+}  // namespace alexnet::cuda
+
+// ---- the eltmax layer in the CUDA net (layer.h) -----------------------------------------------
+
+namespace alexnet::cuda {
+namespace {
+
+void eltmax_forward(const LayerRun& r) {
+  r.op("fprop", [&] {
+    eltmax_fprop(r.lc, r.inputs().data(), static_cast<int64_t>(r.inputs().size()), r.out());
+  });
+}
+
+void eltmax_backward(const LayerRun& r) {
+  for (size_t i = 0; i < r.spec().inputs.size(); ++i)
+    if (r.wants(i))
+      r.contribute(i, "bprop", [&](MatView dx, float st) { eltmax_bprop(r.lc, r.in(i), r.out(), r.dy(), dx, st); });
+}
+
+const bool eltmax_registered = register_layer("eltmax", {eltmax_forward, eltmax_backward});
+
+}  // namespace
 }  // namespace alexnet::cuda

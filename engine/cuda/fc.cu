@@ -6,6 +6,7 @@
 // bias gradient sums the cases of a row in increasing order in float32, one
 // thread per row: the CPU's exact operations.
 #include "alexnet/cuda/fc.h"
+#include "layer.h"
 #include "common.cuh"
 
 namespace alexnet::cuda {
@@ -62,4 +63,38 @@ void fc_bprop_bias(const Launch& l, ConstMatView dy, float* gb, float scale, flo
   check_launch(l, "fc_bias_grad_kernel");
 }
 
+}  // namespace alexnet::cuda
+
+// ---- the fc layer in the CUDA net (layer.h) -----------------------------------------------
+
+namespace alexnet::cuda {
+namespace {
+
+// The release's (Din, Dout) Fortran matrix is (Dout, Din) row-major in memory.
+ConstMatView stored(const LayerRun& r, size_t i) {
+  const MatrixPlan& w = r.weight_plan(i);
+  return ConstMatView(r.weight(i).w, w.cols, w.rows);
+}
+
+void forward(const LayerRun& r) {
+  weight_layer_forward(
+      r, [&](size_t i, MatView y, float st) { fc_fprop(r.lc, r.gemm, r.in(i), stored(r, i), y, st); },
+      [&](MatView y) { fc_add_bias(r.lc, r.bias().w, y); });
+}
+
+void backward(const LayerRun& r) {
+  const float inv_n = 1.0f / static_cast<float>(r.n);
+  weight_layer_backward(
+      r, [&](size_t i, MatView dx, float st) { fc_bprop_acts(r.lc, r.gemm, r.dy(), stored(r, i), dx, st); },
+      [&](size_t i, bool first) {  // inc <- mom*inc + (eps/N) dY X^T; mom 1 for later uses of a shared matrix
+        const MatrixPlan& w = r.weight_plan(i);
+        fc_bprop_weights(r.lc, r.gemm, r.in(i), r.dy(), MatView{r.weight(i).inc, w.cols, w.rows}, w.eps * inv_n,
+                         first ? w.mom : 1.0f);
+      },
+      [&] { fc_bprop_bias(r.lc, r.dy(), r.bias().grad, inv_n, 0.0f); });
+}
+
+const bool registered = register_layer("fc", {forward, backward});
+
+}  // namespace
 }  // namespace alexnet::cuda

@@ -3,6 +3,7 @@
 // Forward blends (§1.4); backward ALWAYS overwrites dx (the release ignores
 // scaleTargets here, §13 item 8, kept). Copies only: exact.
 #include "alexnet/cuda/href.h"
+#include "layer.h"
 #include "common.cuh"
 
 namespace alexnet::cuda {
@@ -21,7 +22,7 @@ __global__ void href_kernel(const float* in, float* out, int64_t s, int64_t tota
 
 }  // namespace
 
-void href_fprop(const Launch& l, const cpu::HrefParams& p, ConstMatView x, MatView y, float scale_targets) {
+void href_fprop(const Launch& l, const HrefParams& p, ConstMatView x, MatView y, float scale_targets) {
   const int64_t total = x.size();
   if (total <= 0) return;
   href_kernel<<<grid_for(total), kThreads, 0, l.stream>>>(x.data, y.data, p.img_size, total, x.cols, scale_targets,
@@ -29,11 +30,29 @@ void href_fprop(const Launch& l, const cpu::HrefParams& p, ConstMatView x, MatVi
   check_launch(l, "href_kernel");
 }
 
-void href_bprop(const Launch& l, const cpu::HrefParams& p, ConstMatView dy, MatView dx) {
+void href_bprop(const Launch& l, const HrefParams& p, ConstMatView dy, MatView dx) {
   const int64_t total = dy.size();
   if (total <= 0) return;
   href_kernel<<<grid_for(total), kThreads, 0, l.stream>>>(dy.data, dx.data, p.img_size, total, dy.cols, 0.0f, true);
   check_launch(l, "href_kernel (backward)");
 }
 
+}  // namespace alexnet::cuda
+
+// ---- the href layer in the CUDA net (layer.h) -----------------------------------------------
+
+namespace alexnet::cuda {
+namespace {
+
+void forward(const LayerRun& r) {
+  r.op("fprop", [&] { href_fprop(r.lc, r.layer.href, r.in(0), r.out(), 0.0f); });
+}
+
+void backward(const LayerRun& r) {  // §13 item 8: overwrites, ignoring accumulation, as written
+  single_input_backward(r, [&](MatView dx, float) { href_bprop(r.lc, r.layer.href, r.dy(), dx); });
+}
+
+const bool registered = register_layer("href", {forward, backward});
+
+}  // namespace
 }  // namespace alexnet::cuda

@@ -11,12 +11,13 @@
 // cols at (m − m0)·N, its rows of y at m·N), the per-(module, group) products
 // of the CPU. Float32 order as conv.cu ("close only").
 #include "alexnet/cuda/local.h"
+#include "layer.h"
 #include "alexnet/cuda/util.h"
 #include "common.cuh"
 
 namespace alexnet::cuda {
 
-void local_fprop(const Launch& l, const Gemm& gemm, const cpu::ConvParams& p, ConstMatView x, ConstMatView w,
+void local_fprop(const Launch& l, const Gemm& gemm, const ConvParams& p, ConstMatView x, ConstMatView w,
                  MatView y, float scale_targets, const ConvWorkspace& ws) {
   const int64_t n = x.cols, m_all = p.modules(), f = p.filters, fg = p.filters_per_group(), r = p.rows_per_group();
   const int64_t chunk = conv_chunk_modules(p, n, ws.cols_floats);
@@ -30,7 +31,7 @@ void local_fprop(const Launch& l, const Gemm& gemm, const cpu::ConvParams& p, Co
   }
 }
 
-void local_bprop_acts(const Launch& l, const Gemm& gemm, const cpu::ConvParams& p, ConstMatView dy,
+void local_bprop_acts(const Launch& l, const Gemm& gemm, const ConvParams& p, ConstMatView dy,
                       ConstMatView w, MatView dx, float scale_targets, const ConvWorkspace& ws) {
   const int64_t n = dy.cols, m_all = p.modules(), f = p.filters, fg = p.filters_per_group(), r = p.rows_per_group();
   const int64_t image = p.channels * p.img_size * p.img_size * n;
@@ -50,7 +51,7 @@ void local_bprop_acts(const Launch& l, const Gemm& gemm, const cpu::ConvParams& 
   if (scale_targets != 0.0f) blend_into(l, acc, dx.data, image, 1.0f, scale_targets);
 }
 
-void local_bprop_weights(const Launch& l, const Gemm& gemm, const cpu::ConvParams& p, ConstMatView x,
+void local_bprop_weights(const Launch& l, const Gemm& gemm, const ConvParams& p, ConstMatView x,
                          ConstMatView dy, MatView inc, float scale_output, float scale_targets,
                          const ConvWorkspace& ws) {
   const int64_t n = x.cols, m_all = p.modules(), f = p.filters, fg = p.filters_per_group(), r = p.rows_per_group();
@@ -66,4 +67,54 @@ void local_bprop_weights(const Launch& l, const Gemm& gemm, const cpu::ConvParam
   }
 }
 
+}  // namespace alexnet::cuda
+
+// ---- the local layer in the CUDA net (layer.h) -----------------------------------------------
+
+namespace alexnet::cuda {
+namespace {
+
+ConvWorkspace workspace(const LayerRun& r, size_t i) {
+  ConvWorkspace ws = r.ws;
+  ws.feeds = r.store.feeds[i];
+  return ws;
+}
+
+void forward(const LayerRun& r) {
+  weight_layer_forward(
+      r,
+      [&](size_t i, MatView y, float st) {
+        const MatrixPlan& w = r.weight_plan(i);
+        local_fprop(r.lc, r.gemm, r.store.conv[i], r.in(i), ConstMatView(r.weight(i).w, w.rows, w.cols), y, st,
+                    workspace(r, i));
+      },
+      [&](MatView y) {  // one bias per output (F*M, 1)
+        const MatrixPlan& b = r.bias_plan();
+        conv_add_bias(r.lc, ConstMatView(r.bias().w, b.rows, b.cols), y, false);
+      });
+}
+
+void backward(const LayerRun& r) {
+  const float inv_n = 1.0f / static_cast<float>(r.n);
+  weight_layer_backward(
+      r,
+      [&](size_t i, MatView dx, float st) {
+        const MatrixPlan& w = r.weight_plan(i);
+        local_bprop_acts(r.lc, r.gemm, r.store.conv[i], r.dy(), ConstMatView(r.weight(i).w, w.rows, w.cols), dx, st,
+                         workspace(r, i));
+      },
+      [&](size_t i, bool first) {  // inc <- mom*inc + (eps/N) G; mom 1 for later uses of a shared matrix
+        const MatrixPlan& w = r.weight_plan(i);
+        local_bprop_weights(r.lc, r.gemm, r.store.conv[i], r.in(i), r.dy(), MatView{r.weight(i).inc, w.rows, w.cols},
+                            w.eps * inv_n, first ? w.mom : 1.0f, workspace(r, i));
+      },
+      [&] {
+        const MatrixPlan& b = r.bias_plan();
+        conv_bprop_bias(r.lc, r.dy(), MatView{r.bias().grad, b.rows, b.cols}, false, inv_n, 0.0f);
+      });
+}
+
+const bool registered = register_layer("local", {forward, backward});
+
+}  // namespace
 }  // namespace alexnet::cuda

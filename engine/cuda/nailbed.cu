@@ -5,13 +5,14 @@
 // (off-grid pixels blend 0: zero when overwriting, unchanged when adding).
 // Copies only: exact.
 #include "alexnet/cuda/nailbed.h"
+#include "layer.h"
 #include "common.cuh"
 
 namespace alexnet::cuda {
 
 namespace {
 
-__global__ void nailbed_fprop_kernel(cpu::NailbedParams p, int64_t ox_n, int64_t start, const float* x, float* y,
+__global__ void nailbed_fprop_kernel(NailbedParams p, int64_t ox_n, int64_t start, const float* x, float* y,
                                      int64_t n_cases, float st) {
   const int64_t s = p.img_size, total = p.channels * ox_n * ox_n * n_cases;
   for (int64_t i = grid_start(); i < total; i += grid_step()) {
@@ -22,7 +23,7 @@ __global__ void nailbed_fprop_kernel(cpu::NailbedParams p, int64_t ox_n, int64_t
   }
 }
 
-__global__ void nailbed_bprop_kernel(cpu::NailbedParams p, int64_t ox_n, int64_t start, const float* dy, float* dx,
+__global__ void nailbed_bprop_kernel(NailbedParams p, int64_t ox_n, int64_t start, const float* dy, float* dx,
                                      int64_t n_cases, float st) {
   const int64_t s = p.img_size, total = p.channels * s * s * n_cases;
   for (int64_t i = grid_start(); i < total; i += grid_step()) {
@@ -37,22 +38,40 @@ __global__ void nailbed_bprop_kernel(cpu::NailbedParams p, int64_t ox_n, int64_t
 
 }  // namespace
 
-void nailbed_fprop(const Launch& l, const cpu::NailbedParams& p, ConstMatView x, MatView y, float scale_targets) {
+void nailbed_fprop(const Launch& l, const NailbedParams& p, ConstMatView x, MatView y, float scale_targets) {
   const int64_t total = y.size();
   if (total <= 0) return;
-  nailbed_fprop_kernel<<<grid_for(total), kThreads, 0, l.stream>>>(p, cpu::nailbed_outputs_x(p),
-                                                                   cpu::nailbed_start(p), x.data, y.data, x.cols,
+  nailbed_fprop_kernel<<<grid_for(total), kThreads, 0, l.stream>>>(p, nailbed_outputs_x(p),
+                                                                   nailbed_start(p), x.data, y.data, x.cols,
                                                                    scale_targets);
   check_launch(l, "nailbed_fprop_kernel");
 }
 
-void nailbed_bprop(const Launch& l, const cpu::NailbedParams& p, ConstMatView dy, MatView dx, float scale_targets) {
+void nailbed_bprop(const Launch& l, const NailbedParams& p, ConstMatView dy, MatView dx, float scale_targets) {
   const int64_t total = dx.size();
   if (total <= 0) return;
-  nailbed_bprop_kernel<<<grid_for(total), kThreads, 0, l.stream>>>(p, cpu::nailbed_outputs_x(p),
-                                                                   cpu::nailbed_start(p), dy.data, dx.data, dx.cols,
+  nailbed_bprop_kernel<<<grid_for(total), kThreads, 0, l.stream>>>(p, nailbed_outputs_x(p),
+                                                                   nailbed_start(p), dy.data, dx.data, dx.cols,
                                                                    scale_targets);
   check_launch(l, "nailbed_bprop_kernel");
 }
 
+}  // namespace alexnet::cuda
+
+// ---- the nailbed layer in the CUDA net (layer.h) -----------------------------------------------
+
+namespace alexnet::cuda {
+namespace {
+
+void forward(const LayerRun& r) {
+  r.op("fprop", [&] { nailbed_fprop(r.lc, r.layer.nailbed, r.in(0), r.out(), 0.0f); });
+}
+
+void backward(const LayerRun& r) {
+  single_input_backward(r, [&](MatView dx, float st) { nailbed_bprop(r.lc, r.layer.nailbed, r.dy(), dx, st); });
+}
+
+const bool registered = register_layer("nailbed", {forward, backward});
+
+}  // namespace
 }  // namespace alexnet::cuda

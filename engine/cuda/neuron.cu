@@ -9,13 +9,13 @@
 // square, linear and ident are bit-identical to the CPU; the others are "close
 // only" (CUDA's expf/logf are within 2 ulp, glibc's within 1).
 #include "alexnet/cuda/neuron.h"
+#include "layer.h"
 #include "common.cuh"
 
 namespace alexnet::cuda {
 
 namespace {
 
-using cpu::NeuronType;
 
 // drelu's tanh as the release wrote it: 2/(1 + e^(−2x/a)) − 1.
 __device__ __forceinline__ float drelu_tanh(float x, float a) { return 2.0f / (1.0f + expf(-2.0f * x / a)) - 1.0f; }
@@ -68,13 +68,13 @@ __device__ __forceinline__ float backward_factor(NeuronType t, float x, float y,
   return 0.0f;
 }
 
-__global__ void neuron_fprop_kernel(cpu::NeuronParams p, const float* x, const float* noise, float* y,
+__global__ void neuron_fprop_kernel(NeuronParams p, const float* x, const float* noise, float* y,
                                     int64_t total) {
   for (int64_t i = grid_start(); i < total; i += grid_step())
     y[i] = forward_value(p.type, x[i], noise != nullptr ? noise[i] : 0.0f, p.a, p.b);
 }
 
-__global__ void neuron_bprop_kernel(cpu::NeuronParams p, const float* x, const float* y, const float* dy, float* dx,
+__global__ void neuron_bprop_kernel(NeuronParams p, const float* x, const float* y, const float* dy, float* dx,
                                     int64_t total, float st) {
   // The factor first, then dY·factor (a product, so relu gives −0 for a negative dY, as on the CPU).
   for (int64_t i = grid_start(); i < total; i += grid_step())
@@ -83,14 +83,14 @@ __global__ void neuron_bprop_kernel(cpu::NeuronParams p, const float* x, const f
 
 }  // namespace
 
-void neuron_fprop(const Launch& l, const cpu::NeuronParams& p, ConstMatView x, const float* noise, MatView y) {
+void neuron_fprop(const Launch& l, const NeuronParams& p, ConstMatView x, const float* noise, MatView y) {
   const int64_t total = y.size();
   if (total <= 0) return;
   neuron_fprop_kernel<<<grid_for(total), kThreads, 0, l.stream>>>(p, x.data, noise, y.data, total);
   check_launch(l, "neuron_fprop_kernel");
 }
 
-void neuron_bprop(const Launch& l, const cpu::NeuronParams& p, ConstMatView x, ConstMatView y, ConstMatView dy,
+void neuron_bprop(const Launch& l, const NeuronParams& p, ConstMatView x, ConstMatView y, ConstMatView dy,
                   MatView dx, float scale_targets) {
   const int64_t total = dx.size();
   if (total <= 0) return;
@@ -99,4 +99,32 @@ void neuron_bprop(const Launch& l, const cpu::NeuronParams& p, ConstMatView x, C
   check_launch(l, "neuron_bprop_kernel");
 }
 
+}  // namespace alexnet::cuda
+
+// ---- the neuron layer in the CUDA net (layer.h) -----------------------------------------------
+
+namespace alexnet::cuda {
+namespace {
+
+void forward(const LayerRun& r) {
+  LayerStore& B = r.store;
+  if (B.noise != nullptr && !r.inject_masks) {  // nrelu: one N(0,1) draw per element, every pass (§3.11)
+    const int64_t count = r.spec().outputs * r.n;
+    r.draws->normal(B.draws.data(), count);
+    check(cudaMemcpyAsync(B.noise, B.draws.data(), static_cast<size_t>(count) * sizeof(float), cudaMemcpyHostToDevice,
+                          r.lc.stream),
+          "cudaMemcpyAsync of nrelu noise (layer '" + r.spec().name + "')");
+  }
+  r.op("fprop", [&] { neuron_fprop(r.lc, r.layer.neuron, r.in(0), B.noise, r.out()); });
+}
+
+void backward(const LayerRun& r) {
+  single_input_backward(r, [&](MatView dx, float st) {
+    neuron_bprop(r.lc, r.layer.neuron, r.in(0), r.out(), r.dy(), dx, st);
+  });
+}
+
+const bool registered = register_layer("neuron", {forward, backward});
+
+}  // namespace
 }  // namespace alexnet::cuda

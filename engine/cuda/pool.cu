@@ -15,6 +15,7 @@
 //   dy_w·(1.0f/area_w). With --fmad=false the products and sums round
 //   separately, as on the CPU: bit-identical results.
 #include "alexnet/cuda/pool.h"
+#include "layer.h"
 #include "common.cuh"
 
 namespace alexnet::cuda {
@@ -25,46 +26,46 @@ struct Span {
   int64_t lo, hi;  // [lo, hi)
 };
 
-__device__ __forceinline__ Span window_span(const cpu::PoolParams& p, int64_t o) {
+__device__ __forceinline__ Span window_span(const PoolParams& p, int64_t o) {
   const int64_t first = p.start + o * p.stride;
   return {first > 0 ? first : 0, first + p.size_x < p.img_size ? first + p.size_x : p.img_size};
 }
 
 // Windows o in [0, outputs_x) whose rows (or columns) hold pixel i.
-__device__ __forceinline__ Span windows_holding(const cpu::PoolParams& p, int64_t i) {
+__device__ __forceinline__ Span windows_holding(const PoolParams& p, int64_t i) {
   const int64_t lo = floor_div_d(i - p.start - p.size_x, p.stride) + 1;
   const int64_t hi = floor_div_d(i - p.start, p.stride) + 1;
   return {lo > 0 ? lo : 0, hi < p.outputs_x ? hi : p.outputs_x};
 }
 
-template <cpu::PoolKind K>
-__global__ void pool_fprop_kernel(cpu::PoolParams p, const float* x, float* y, int64_t n_cases, float st) {
+template <PoolKind K>
+__global__ void pool_fprop_kernel(PoolParams p, const float* x, float* y, int64_t n_cases, float st) {
   const int64_t s = p.img_size, ox_n = p.outputs_x;
   const int64_t total = p.channels * ox_n * ox_n * n_cases;
   for (int64_t i = grid_start(); i < total; i += grid_step()) {
     const int64_t n = i % n_cases, row = i / n_cases;
     const int64_t c = row / (ox_n * ox_n), oy = (row / ox_n) % ox_n, ox = row % ox_n;
     const Span ys = window_span(p, oy), xs = window_span(p, ox);
-    float acc = K == cpu::PoolKind::kMax ? -2e38f : 0.0f;
+    float acc = K == PoolKind::kMax ? -2e38f : 0.0f;
     for (int64_t iy = ys.lo; iy < ys.hi; ++iy) {
       for (int64_t ix = xs.lo; ix < xs.hi; ++ix) {
         const float v = x[((c * s + iy) * s + ix) * n_cases + n];
-        if (K == cpu::PoolKind::kMax) {
+        if (K == PoolKind::kMax) {
           acc = v > acc ? v : acc;
-        } else if (K == cpu::PoolKind::kMaxAbs) {
+        } else if (K == PoolKind::kMaxAbs) {
           acc = fabsf(v) >= fabsf(acc) ? v : acc;
         } else {
           acc = acc + v;
         }
       }
     }
-    if (K == cpu::PoolKind::kAvg) acc = acc / static_cast<float>((ys.hi - ys.lo) * (xs.hi - xs.lo));
+    if (K == PoolKind::kAvg) acc = acc / static_cast<float>((ys.hi - ys.lo) * (xs.hi - xs.lo));
     y[i] = blend_d(y[i], acc, st);
   }
 }
 
 template <bool kAvg>
-__global__ void pool_bprop_kernel(cpu::PoolParams p, const float* x, const float* y, const float* dy, float* dx,
+__global__ void pool_bprop_kernel(PoolParams p, const float* x, const float* y, const float* dy, float* dx,
                                   int64_t n_cases, float st) {
   const int64_t s = p.img_size, ox_n = p.outputs_x;
   const int64_t total = p.channels * s * s * n_cases;
@@ -92,30 +93,30 @@ __global__ void pool_bprop_kernel(cpu::PoolParams p, const float* x, const float
 
 }  // namespace
 
-void pool_fprop(const Launch& l, const cpu::PoolParams& p, ConstMatView x, MatView y, float scale_targets) {
+void pool_fprop(const Launch& l, const PoolParams& p, ConstMatView x, MatView y, float scale_targets) {
   const int64_t n = x.cols, total = y.rows * n;
   if (total <= 0) return;
   const unsigned grid = grid_for(total);
   switch (p.kind) {
-    case cpu::PoolKind::kMax:
-      pool_fprop_kernel<cpu::PoolKind::kMax><<<grid, kThreads, 0, l.stream>>>(p, x.data, y.data, n, scale_targets);
+    case PoolKind::kMax:
+      pool_fprop_kernel<PoolKind::kMax><<<grid, kThreads, 0, l.stream>>>(p, x.data, y.data, n, scale_targets);
       break;
-    case cpu::PoolKind::kMaxAbs:
-      pool_fprop_kernel<cpu::PoolKind::kMaxAbs><<<grid, kThreads, 0, l.stream>>>(p, x.data, y.data, n,
+    case PoolKind::kMaxAbs:
+      pool_fprop_kernel<PoolKind::kMaxAbs><<<grid, kThreads, 0, l.stream>>>(p, x.data, y.data, n,
                                                                                  scale_targets);
       break;
-    case cpu::PoolKind::kAvg:
-      pool_fprop_kernel<cpu::PoolKind::kAvg><<<grid, kThreads, 0, l.stream>>>(p, x.data, y.data, n, scale_targets);
+    case PoolKind::kAvg:
+      pool_fprop_kernel<PoolKind::kAvg><<<grid, kThreads, 0, l.stream>>>(p, x.data, y.data, n, scale_targets);
       break;
   }
   check_launch(l, "pool_fprop_kernel");
 }
 
-void pool_bprop(const Launch& l, const cpu::PoolParams& p, ConstMatView x, ConstMatView y, ConstMatView dy,
+void pool_bprop(const Launch& l, const PoolParams& p, ConstMatView x, ConstMatView y, ConstMatView dy,
                 MatView dx, float scale_targets) {
   const int64_t n = dx.cols, total = dx.rows * n;
   if (total <= 0) return;
-  if (p.kind == cpu::PoolKind::kAvg)
+  if (p.kind == PoolKind::kAvg)
     pool_bprop_kernel<true><<<grid_for(total), kThreads, 0, l.stream>>>(p, x.data, y.data, dy.data, dx.data, n,
                                                                         scale_targets);
   else
@@ -124,4 +125,24 @@ void pool_bprop(const Launch& l, const cpu::PoolParams& p, ConstMatView x, Const
   check_launch(l, "pool_bprop_kernel");
 }
 
+}  // namespace alexnet::cuda
+
+// ---- the pool layer in the CUDA net (layer.h) -----------------------------------------------
+
+namespace alexnet::cuda {
+namespace {
+
+void forward(const LayerRun& r) {
+  r.op("fprop", [&] { pool_fprop(r.lc, r.layer.pool, r.in(0), r.out(), 0.0f); });
+}
+
+void backward(const LayerRun& r) {
+  single_input_backward(r, [&](MatView dx, float st) {
+    pool_bprop(r.lc, r.layer.pool, r.in(0), r.out(), r.dy(), dx, st);
+  });
+}
+
+const bool registered = register_layer("pool", {forward, backward});
+
+}  // namespace
 }  // namespace alexnet::cuda

@@ -1,13 +1,15 @@
-// CUDA runtime probe. Compiled only when the build has CUDA (ALEXNET_CUDA).
-// It must not fail on a machine without a GPU or driver: CI compiles and
-// imports this code with nvcc present and no device.
+// CUDA runtime probe (cuda/net.h device_count). It must not fail on a machine
+// without a GPU or driver: CI compiles and imports this code with nvcc present
+// and no device.
 #include <cuda_runtime.h>
 
 #include <string>
 
-namespace alexnet {
+#include "alexnet/cuda/net.h"
 
-int cuda_runtime_device_count(std::string* error) {
+namespace alexnet::cuda {
+
+int device_count(std::string* error) {
   int count = 0;
   cudaError_t status = cudaGetDeviceCount(&count);
   if (status != cudaSuccess) {
@@ -18,4 +20,4 @@ int cuda_runtime_device_count(std::string* error) {
   return count;
 }
 
-}  // namespace alexnet
+}  // namespace alexnet::cuda

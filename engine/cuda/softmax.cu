@@ -9,6 +9,8 @@
 // y_i = e_i / s (IEEE division). Backward: t = Σ_j dY_j·y_j from 0, then
 // dX_i = y_i·(dY_i − t). y may alias x (x_i is read before y_i is written).
 #include "alexnet/cuda/softmax.h"
+#include "alexnet/cuda/cost.h"  // logreg_softmax_bprop, the fused gradient
+#include "layer.h"
 #include "common.cuh"
 
 namespace alexnet::cuda {
@@ -60,4 +62,31 @@ void softmax_bprop(const Launch& l, ConstMatView y, ConstMatView dy, MatView dx,
   check_launch(l, "softmax_bprop_kernel");
 }
 
+}  // namespace alexnet::cuda
+
+// ---- the softmax layer in the CUDA net (layer.h) -----------------------------------------------
+
+namespace alexnet::cuda {
+namespace {
+
+void forward(const LayerRun& r) {
+  r.op("fprop", [&] { softmax_fprop(r.lc, r.in(0), r.out()); });
+}
+
+void backward(const LayerRun& r) {
+  if (!r.wants(0)) return;
+  if (r.layer.fused_logreg) {  // §3.12: the gradient of the cost.logreg above, through the softmax
+    const LayerPlan& cost = r.plan_of(r.layer.consumers[0]);
+    const float* labels = r.acts_here(cost.spec.inputs[0]);
+    r.contribute(0, "bprop_logreg", [&](MatView dx, float st) {
+      logreg_softmax_bprop(r.lc, labels, r.out(), dx, cost.spec.coeff, st);
+    });
+  } else {
+    r.contribute(0, "bprop", [&](MatView dx, float st) { softmax_bprop(r.lc, r.out(), r.dy(), dx, st); });
+  }
+}
+
+const bool registered = register_layer("softmax", {forward, backward});
+
+}  // namespace
 }  // namespace alexnet::cuda

@@ -3,16 +3,10 @@
 
 #include <cstdint>
 
-#include "alexnet/matrix.h"
+#include "alexnet/core/matrix.h"
+#include "alexnet/core/op_params.h"
 
 namespace alexnet::cpu {
-
-struct BlurParams {
-  int64_t channels = 0;        // C
-  int64_t img_size = 0;        // S
-  const float* filter = nullptr;  // (K,) taps g_0..g_{K-1}, K odd, symmetric
-  int64_t filter_size = 0;     // K = 2r + 1
-};
 
 // One pass along rows (horizontal) or columns (vertical):
 // z[j] = sum_k in[j + k - r] * g_k, out-of-image taps contribute nothing;

@@ -3,7 +3,7 @@
 
 #include <cstdint>
 
-#include "alexnet/matrix.h"
+#include "alexnet/core/matrix.h"
 
 namespace alexnet::cpu {
 

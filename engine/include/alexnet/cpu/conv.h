@@ -16,39 +16,10 @@
 #include <cstdint>
 #include <vector>
 
-#include "alexnet/matrix.h"
+#include "alexnet/core/matrix.h"
+#include "alexnet/core/op_params.h"  // ConvParams, build_conv_feeds
 
 namespace alexnet::cpu {
-
-// Geometry of one input of a conv or local layer. The binding checks it; the
-// engine assumes it is consistent (see make_params in bindings/ops_conv.cpp).
-struct ConvParams {
-  int64_t channels = 0;         // C, channels of this input image
-  int64_t img_size = 0;         // S (square images only)
-  int64_t filter_size = 0;      // K
-  int64_t padding = 0;          // p >= 0 as written in the cfg (the release passed -p to its kernels)
-  int64_t stride = 1;           // st
-  int64_t modules_x = 0;        // MX = 1 + ceil((2p + S - K) / st); MY = MX
-  int64_t filters = 0;          // F, all groups together
-  int64_t groups = 1;           // G; filter f is in group f / (F/G)
-  int64_t filter_channels = 0;  // Cg: C/G when dense, filterChannels with random sparsity
-  // (G·Cg,) channel table for random sparse connectivity: filter channel c' of
-  // group g reads image channel conns[g·Cg + c']. nullptr means dense groups:
-  // channel g·Cg + c'.
-  const int32_t* conns = nullptr;
-  // Most modules lowered at once (0 = chosen from a memory budget). It changes
-  // the shapes of the products and so the rounding, nothing else; tests set it
-  // small to exercise the chunk loop.
-  int64_t chunk_modules = 0;
-
-  int64_t modules() const { return modules_x * modules_x; }
-  int64_t filters_per_group() const { return filters / groups; }
-  int64_t rows_per_group() const { return filter_channels * filter_size * filter_size; }  // Cg·K·K
-  // Image channel read by filter channel c' of group g (engine.md §3.4).
-  int64_t channel(int64_t g, int64_t c) const {
-    return conns ? conns[g * filter_channels + c] : g * filter_channels + c;
-  }
-};
 
 // Scratch memory of the conv/local kernels. The vectors grow to the largest
 // need seen and are then reused, so a caller that keeps one ConvScratch per
@@ -57,8 +28,8 @@ struct ConvScratch {
   std::vector<float> cols;   // lowered patches, (G·Cg·K·K, Mc·N) for a chunk of Mc modules
   std::vector<float> acc;    // accumulators: weight-gradient blocks, or the (C, S, S, N) image gradient
   std::vector<float> block;  // one partial-sum block of the weight gradient, (Cg·K·K, F)
-  std::vector<int64_t> feeds;  // channel -> the (g, c') pairs that read it, CSR form
-  std::vector<int64_t> fill;   // build_feeds' cursor per channel
+  std::vector<int64_t> feeds;  // channel -> the (g, c') pairs that read it (build_conv_feeds)
+  std::vector<int64_t> fill;   // build_conv_feeds' cursor per channel
 };
 
 // y (+)= conv(x, w) for one input. (F·M, N) <- (C·S·S, N) x (Cg·K·K, F).
@@ -108,9 +79,6 @@ void im2col(const ConvParams& p, const float* x, int64_t num_cases, int64_t m0, 
 // the (g, c') pairs reading channel c (increasing), ky, kx, then modules.
 void col2im_add(const ConvParams& p, const float* cols, int64_t num_cases, int64_t m0, int64_t m1, float* img,
                 ConvScratch& scratch);
-
-// Fills scratch.feeds with the channel -> (g, c') table col2im_add uses.
-void build_feeds(const ConvParams& p, ConvScratch& scratch);
 
 // The image-gradient accumulator (C, S, S, N), zeroed: img itself when
 // scale_targets == 0 (overwritten, never read), else scratch.acc.

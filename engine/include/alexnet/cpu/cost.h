@@ -17,16 +17,12 @@
 // function), so the value does not depend on the thread count.
 #pragma once
 
-#include "alexnet/matrix.h"
+#include "alexnet/core/matrix.h"
+#include "alexnet/core/op_params.h"  // LogregCosts
 
 namespace alexnet::cpu {
 
 // ---- cost.logreg (§3.23) ----------------------------------------------------
-struct LogregCosts {
-  double neg_log_prob;  // -sum_n log p_n[label_n]
-  double top1_errors;   // N - sum_n top1_n  (fractional credit 1/#max on ties)
-  double topk_errors;   // N - sum_n topk_n  (slots/e on ties)
-};
 // Terms per case (cases in order): log p[label] in float32, credits in float64.
 LogregCosts logreg_cost(const float* labels, ConstMatView probs, int topk);
 

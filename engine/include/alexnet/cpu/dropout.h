@@ -2,7 +2,7 @@
 // case fastest (§1.2); element-wise, so only the element count matters.
 #pragma once
 
-#include "alexnet/matrix.h"
+#include "alexnet/core/matrix.h"
 
 namespace alexnet::cpu {
 

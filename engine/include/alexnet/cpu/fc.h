@@ -7,7 +7,7 @@
 //   b   (Dout)     bias
 #pragma once
 
-#include "alexnet/matrix.h"
+#include "alexnet/core/matrix.h"
 
 namespace alexnet::cpu {
 

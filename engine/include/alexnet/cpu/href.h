@@ -3,14 +3,10 @@
 
 #include <cstdint>
 
-#include "alexnet/matrix.h"
+#include "alexnet/core/matrix.h"
+#include "alexnet/core/op_params.h"
 
 namespace alexnet::cpu {
-
-struct HrefParams {
-  int64_t channels = 0;  // C
-  int64_t img_size = 0;  // S
-};
 
 // y[c,y,x,n] <- scale_targets*y + x[c,y,S-1-x,n]. x, y: (C, S, S, N), not overlapping.
 void href_fprop(const HrefParams& p, ConstMatView x, MatView y, float scale_targets);

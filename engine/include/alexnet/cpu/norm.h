@@ -19,38 +19,15 @@
 // (libm's powf) and true IEEE division. Window sums follow §7.2 exactly.
 #pragma once
 
-#include <algorithm>
 #include <cstdint>
 
-#include "alexnet/matrix.h"
+#include "alexnet/core/matrix.h"
+#include "alexnet/core/op_params.h"  // the params structs and norm_window
 
 namespace alexnet::cpu {
 
-// Clipped window [lo, hi) of length `size` that starts ⌊size/2⌋ before i, in
-// [0, n): for even sizes it reaches one further below i than above (§3.8, §3.9).
-inline void norm_window(int64_t i, int64_t size, int64_t n, int64_t* lo, int64_t* hi) {
-  const int64_t start = i - size / 2;
-  *lo = std::max<int64_t>(start, 0);
-  *hi = std::min<int64_t>(start + size, n);
-}
-
-// The adjoint of norm_window: the j whose window contains i, i.e.
-// [i + ⌊size/2⌋ − size + 1, i + ⌊size/2⌋] clipped to [0, n), as [lo, hi).
-inline void norm_adjoint_window(int64_t i, int64_t size, int64_t n, int64_t* lo, int64_t* hi) {
-  *lo = std::max<int64_t>(i + size / 2 - size + 1, 0);
-  *hi = std::min<int64_t>(i + size / 2 + 1, n);
-}
-
 // ---------------------------------------------------------------------------
 // rnorm and cnorm (spatial windows, same channel). engine.md §3.8, §3.10.
-
-struct SpatialNormParams {
-  int64_t channels = 0;  // C
-  int64_t img_size = 0;  // S (square images), rows of every matrix = C·S·S
-  int64_t size = 0;      // s, window side, 1 <= s <= S
-  float alpha = 0.0f;    // scale / s², already rewritten (§3.7)
-  float beta = 0.0f;     // pow
-};
 
 // Y = X · D^(−β), D = 1 + α·Σ_{W(y,x)} X² (constant 1 hard-coded, §3.8).
 // x, y, denoms: (C·S·S, N). denoms receives D for the backward.
@@ -80,15 +57,6 @@ void cnorm_bprop(const SpatialNormParams& p, ConstMatView mean_diffs, ConstMatVi
 
 // ---------------------------------------------------------------------------
 // cmrnorm (windows across channels, same pixel). engine.md §3.9.
-
-struct CrossMapNormParams {
-  int64_t channels = 0;  // F; rows of every matrix = F·P with P pixels per map
-  int64_t size = 0;      // s, channel window, >= 1
-  float alpha = 0.0f;    // scale / s, already rewritten (§3.7)
-  float beta = 0.0f;     // pow
-  float min_div = 1.0f;  // the additive constant of D (cfg `minDiv`, default 1)
-  bool blocked = false;  // disjoint blocks [⌊f/s⌋·s, ⌊f/s⌋·s + s) instead of centred windows
-};
 
 // Y = X · D^(−β), D = minDiv + α·Σ_{f'∈W(f)} X[f']² summed in increasing f'.
 // x, y, denoms: (F·P, N), P = pixels per map (any P >= 1; square not required).

@@ -5,27 +5,10 @@
 
 #include <cstdint>
 
-#include "alexnet/matrix.h"
+#include "alexnet/core/matrix.h"
+#include "alexnet/core/op_params.h"  // PoolParams (checked by check_pool_params)
 
 namespace alexnet::cpu {
-
-// Stable numbering: never renumber (later code may store the value).
-enum class PoolKind : int32_t { kMax = 0, kMaxAbs = 1, kAvg = 2 };
-
-// Geometry of one pooling layer. Output (oy, ox) pools rows
-// [start + oy*stride, start + oy*stride + size_x) and the same columns, both
-// intersected with [0, img_size): windows are clipped at the edges, nothing is
-// padded. `start` may be negative or positive. The caller chooses outputs_x and
-// guarantees that every window holds at least one in-image pixel.
-struct PoolParams {
-  PoolKind kind = PoolKind::kMax;
-  int64_t channels = 0;   // C
-  int64_t img_size = 0;   // S (= H = W)
-  int64_t size_x = 0;     // window side
-  int64_t start = 0;      // first window's top/left offset
-  int64_t stride = 1;
-  int64_t outputs_x = 0;  // OX (= OY)
-};
 
 // y <- scale_targets*y + pool(x).
 // x: (C, S, S, N) images, case fastest; y: (C, OX, OX, N).

@@ -2,7 +2,7 @@
 // (D, N) with D classes, case fastest; the softmax runs down each column.
 #pragma once
 
-#include "alexnet/matrix.h"
+#include "alexnet/core/matrix.h"
 
 namespace alexnet::cpu {
 

@@ -3,14 +3,15 @@
 // x, scratch, y: (C, S, S, N) DEVICE memory; targets per §1.4.
 #pragma once
 
-#include "alexnet/cpu/blur.h"
+#include "alexnet/core/matrix.h"
+#include "alexnet/core/op_params.h"
 #include "alexnet/cuda/launch.h"
 
 namespace alexnet::cuda {
 
-void blur_fprop(const Launch& l, const cpu::BlurParams& p, ConstMatView x, MatView scratch, MatView y,
+void blur_fprop(const Launch& l, const BlurParams& p, ConstMatView x, MatView scratch, MatView y,
                 float scale_targets);
-void blur_bprop(const Launch& l, const cpu::BlurParams& p, ConstMatView dy, MatView scratch, MatView dx,
+void blur_bprop(const Launch& l, const BlurParams& p, ConstMatView dy, MatView scratch, MatView dx,
                 float scale_targets);
 
 }  // namespace alexnet::cuda

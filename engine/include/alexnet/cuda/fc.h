@@ -5,7 +5,7 @@
 
 #include "alexnet/cuda/gemm.h"
 #include "alexnet/cuda/launch.h"
-#include "alexnet/matrix.h"
+#include "alexnet/core/matrix.h"
 
 namespace alexnet::cuda {
 

@@ -10,14 +10,14 @@
 
 namespace alexnet::cuda {
 
-void local_fprop(const Launch& l, const Gemm& gemm, const cpu::ConvParams& p, ConstMatView x, ConstMatView w,
+void local_fprop(const Launch& l, const Gemm& gemm, const ConvParams& p, ConstMatView x, ConstMatView w,
                  MatView y, float scale_targets, const ConvWorkspace& ws);
 
-void local_bprop_acts(const Launch& l, const Gemm& gemm, const cpu::ConvParams& p, ConstMatView dy,
+void local_bprop_acts(const Launch& l, const Gemm& gemm, const ConvParams& p, ConstMatView dy,
                       ConstMatView w, MatView dx, float scale_targets, const ConvWorkspace& ws);
 
 // inc <- scale_targets·inc + scale_output·Σ_n patch·dy per module (§3.5, §4.2).
-void local_bprop_weights(const Launch& l, const Gemm& gemm, const cpu::ConvParams& p, ConstMatView x,
+void local_bprop_weights(const Launch& l, const Gemm& gemm, const ConvParams& p, ConstMatView x,
                          ConstMatView dy, MatView inc, float scale_output, float scale_targets,
                          const ConvWorkspace& ws);
 

@@ -4,13 +4,14 @@
 // blends into dx (§1.4).
 #pragma once
 
-#include "alexnet/cpu/neuron.h"
+#include "alexnet/core/matrix.h"
+#include "alexnet/core/op_params.h"
 #include "alexnet/cuda/launch.h"
 
 namespace alexnet::cuda {
 
-void neuron_fprop(const Launch& l, const cpu::NeuronParams& p, ConstMatView x, const float* noise, MatView y);
-void neuron_bprop(const Launch& l, const cpu::NeuronParams& p, ConstMatView x, ConstMatView y, ConstMatView dy,
+void neuron_fprop(const Launch& l, const NeuronParams& p, ConstMatView x, const float* noise, MatView y);
+void neuron_bprop(const Launch& l, const NeuronParams& p, ConstMatView x, ConstMatView y, ConstMatView dy,
                   MatView dx, float scale_targets);
 
 }  // namespace alexnet::cuda

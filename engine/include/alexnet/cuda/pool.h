@@ -4,13 +4,14 @@
 // (C, OX, OX, N), DEVICE memory. Targets follow §1.4.
 #pragma once
 
-#include "alexnet/cpu/pool.h"
+#include "alexnet/core/matrix.h"
+#include "alexnet/core/op_params.h"
 #include "alexnet/cuda/launch.h"
 
 namespace alexnet::cuda {
 
-void pool_fprop(const Launch& l, const cpu::PoolParams& p, ConstMatView x, MatView y, float scale_targets);
-void pool_bprop(const Launch& l, const cpu::PoolParams& p, ConstMatView x, ConstMatView y, ConstMatView dy,
+void pool_fprop(const Launch& l, const PoolParams& p, ConstMatView x, MatView y, float scale_targets);
+void pool_bprop(const Launch& l, const PoolParams& p, ConstMatView x, ConstMatView y, ConstMatView dy,
                 MatView dx, float scale_targets);
 
 }  // namespace alexnet::cuda

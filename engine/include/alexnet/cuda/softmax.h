@@ -3,7 +3,7 @@
 #pragma once
 
 #include "alexnet/cuda/launch.h"
-#include "alexnet/matrix.h"
+#include "alexnet/core/matrix.h"
 
 namespace alexnet::cuda {
 

@@ -1,5 +1,7 @@
 // Build facts of the compiled engine: what --version prints, so that a result
-// can always be traced to the compiler, flags, BLAS and backends that made it.
+// can always be traced to the compiler, flags and backends that made it. The
+// backends add what only they can tell at run time: the CPU its BLAS
+// (cpu/blas.h blas_name), CUDA the devices it sees (cuda/net.h device_count).
 #pragma once
 
 #include <string>
@@ -11,7 +13,6 @@ struct BuildInfo {
   std::string cxx_compiler;   // e.g. "GNU 12.2.0"
   std::string cxx_flags;      // flags of the build type in use
   std::string build_type;     // CMake build type
-  std::string blas;           // which BLAS the CPU engine calls, with its build configuration
   std::string threads;        // what runs the engine's own parallel loops
   bool cuda_compiled = false; // were CUDA sources compiled into this build?
   std::string cuda_compiler;  // "nvcc 13.0.88", empty without CUDA
@@ -20,9 +21,5 @@ struct BuildInfo {
 };
 
 BuildInfo build_info();
-
-// Number of CUDA devices the runtime sees; 0 without a GPU or driver, and
-// always 0 when CUDA code was not compiled. `error` receives the reason for 0.
-int cuda_device_count(std::string* error);
 
 }  // namespace alexnet

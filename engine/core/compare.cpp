@@ -7,14 +7,14 @@
 // errors. Each pass splits the array into fixed blocks; a block is reduced by
 // one thread in index order and the blocks are combined in block order, so
 // maxima keep their first index and the float64 sums have one fixed order.
-#include "alexnet/cpu/compare.h"
+#include "alexnet/core/compare.h"
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
 
-namespace alexnet::cpu {
+namespace alexnet {
 
 namespace {
 
@@ -111,4 +111,4 @@ CompareStats compare_arrays(const float* a, const float* e, const float* s, cons
   return out;
 }
 
-}  // namespace alexnet::cpu
+}  // namespace alexnet

@@ -6,7 +6,7 @@
 
 #include <cstdint>
 
-namespace alexnet::cpu {
+namespace alexnet {
 
 struct CompareStats {
   int64_t nonfinite_actual = 0, nonfinite_expected = 0;  // when either is > 0 only these two are filled
@@ -29,4 +29,4 @@ struct CompareStats {
 CompareStats compare_arrays(const float* a, const float* e, const float* s, const uint8_t* mask, int64_t n,
                             double atol_scale, double rtol, double rel_floor);
 
-}  // namespace alexnet::cpu
+}  // namespace alexnet

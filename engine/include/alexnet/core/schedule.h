@@ -25,4 +25,9 @@ double schedule_rate(const Schedule& s, double base, double progress);
 // The noise factor for one draw z ~ N(0,1): 1 + |z| * noise_stdev.
 double schedule_noise_factor(const Schedule& s, double z);
 
+// Throws std::invalid_argument("<field>: <why>") for a schedule the formulas
+// cannot evaluate: tgt_factor <= 0 (any type but default), num_steps < 2 (dexp,
+// jdexp), a negative or non-finite noise_stdev.
+void check_schedule(const Schedule& s);
+
 }  // namespace alexnet

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <string>
 
-namespace alexnet {
+namespace alexnet::cpu {
 
 // C (M x N) <- alpha * op(A) * op(B) + beta * C, all row-major; op(X) = X or X^T.
 // lda/ldb/ldc are the row strides of A, B and C as stored. beta == 0 overwrites C.
@@ -17,4 +17,4 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
 // Name and version of the BLAS linked in, for build_info().
 std::string blas_name();
 
-}  // namespace alexnet
+}  // namespace alexnet::cpu

@@ -1,7 +1,7 @@
 // Learning-rate schedules: engine.md §4.3 (formulas), driver.md §B.3 (names,
 // worked example: eps 0.01, tgtFactor 250, 4 steps -> 0.01, 0.0015874,
 // 0.00025198, 0.00004). Host-side arithmetic in double, as the release did.
-#include "alexnet/cpu/schedule.h"
+#include "alexnet/core/schedule.h"
 
 #include <algorithm>
 #include <cmath>
@@ -57,5 +57,14 @@ double schedule_rate(const Schedule& s, double base, double progress) {
 }
 
 double schedule_noise_factor(const Schedule& s, double z) { return 1.0 + std::fabs(z) * s.noise_stdev; }
+
+void check_schedule(const Schedule& s) {
+  if (s.type != ScheduleType::Default && !(s.tgt_factor > 0.0 && std::isfinite(s.tgt_factor)))
+    throw std::invalid_argument("tgt_factor: must be > 0");
+  if ((s.type == ScheduleType::Dexp || s.type == ScheduleType::Jdexp) && s.num_steps < 2)
+    throw std::invalid_argument("num_steps: must be >= 2 for dexp and jdexp");
+  if (!(s.noise_stdev >= 0.0 && std::isfinite(s.noise_stdev)))
+    throw std::invalid_argument("noise_stdev: must be a finite number >= 0");
+}
 
 }  // namespace alexnet

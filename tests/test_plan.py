@@ -1,0 +1,344 @@
+"""The net plan (engine/core/net_plan.cpp): every LayerSpec is checked once, for both nets.
+
+A malformed spec, for every layer type (zero and negative sizes and strides, groups,
+mismatched outputs, wrong input counts, ...), fed through _core to the CPU net and to
+the CUDA net, raises ValueError naming the layer and the field, with the same message
+on both: the CUDA net builds the same Plan before it touches a device, so this runs
+without a GPU. The per-op bindings call the same checks, and give the same message
+without the layer's name.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+
+import numpy as np
+import pytest
+
+from alexnet_replay import _core
+
+# ---------------------------------------------------------------------------
+# Small valid specs, one per layer type: input images are 3x8x8 (D = 192).
+
+C, S = 3, 8
+D = C * S * S
+
+
+def _spec(name: str, type_: str, inputs: list[int], outputs: int, **fields) -> _core.LayerSpec:
+    s = _core.LayerSpec()
+    s.name, s.type, s.inputs, s.outputs = name, type_, inputs, outputs
+    for key, value in fields.items():
+        setattr(s, key, value)
+    return s
+
+
+def _learning(s: _core.LayerSpec, n: int, rows: list[int], cols: list[int], bias: tuple[int, int]) -> None:
+    s.weight_rows, s.weight_cols = rows, cols
+    s.share_layer, s.share_index = [-1] * n, [-1] * n
+    s.eps_w, s.mom_w, s.wc = [0.01] * n, [0.9] * n, [0.0] * n
+    s.sched_w = [_core.Schedule() for _ in range(n)]
+    s.bias_rows, s.bias_cols = bias
+    s.eps_b, s.mom_b = 0.02, 0.9
+
+
+def _conv_input(**over) -> _core.ConvInputSpec:
+    c = _core.ConvInputSpec()
+    c.channels, c.img_size, c.filter_size, c.padding, c.stride, c.groups, c.filter_channels = C, S, 3, 1, 1, 1, C
+    for key, value in over.items():
+        setattr(c, key, value)
+    return c
+
+
+def data(name="data", outputs=D, idx=0):
+    return _spec(name, "data", [], outputs, data_idx=idx)
+
+
+def conv(kind="conv"):
+    s = _spec("conv", kind, [0], 4 * S * S, conv=[_conv_input()], filters=4, modules_x=S, partial_sum=0)
+    rows = 27 if kind == "conv" else S * S * 27
+    _learning(s, 1, [rows], [4], (4, 1) if kind == "conv" else (4 * S * S, 1))
+    return s
+
+
+def fc():
+    s = _spec("fc", "fc", [0], 5)
+    _learning(s, 1, [D], [5], (1, 5))
+    return s
+
+
+def image(type_, name, outputs=D, **fields):
+    return _spec(name, type_, [0], outputs, channels=C, img_size=S, **fields)
+
+
+def pool():
+    return image("pool", "pool", C * 4 * 4, pool="max", size_x=2, start=0, stride=2, outputs_x=4)
+
+
+VALID = {
+    "conv": lambda: [data(), conv()],
+    "local": lambda: [data(), conv("local")],
+    "fc": lambda: [data(), fc()],
+    "pool": lambda: [data(), pool()],
+    "rnorm": lambda: [data(), image("rnorm", "rnorm", size=3, alpha=1e-4, beta=0.75)],
+    "cnorm": lambda: [data(), image("cnorm", "cnorm", size=3, alpha=1e-4, beta=0.75)],
+    "cmrnorm": lambda: [data(), _spec("cmrnorm", "cmrnorm", [0], D, channels=C, size=3, alpha=1e-4, beta=0.75)],
+    "neuron": lambda: [data(), _spec("neuron", "neuron", [0], D, neuron="relu")],
+    "softmax": lambda: [data(), _spec("softmax", "softmax", [0], D)],
+    "hs": lambda: [data(), _spec("hs", "hs", [0], D, keep=0.5)],
+    "eltsum": lambda: [data(), data("data2", idx=1), _spec("eltsum", "eltsum", [0, 1], D, coeffs=[1.0, -1.0])],
+    "eltmax": lambda: [data(), data("data2", idx=1), _spec("eltmax", "eltmax", [0, 1], D)],
+    "concat": lambda: [data(), data("data2", idx=1), _spec("concat", "concat", [0, 1], 2 * D)],
+    "nailbed": lambda: [data(), image("nailbed", "nailbed", C * 4 * 4, stride=2)],
+    "blur": lambda: [data(), image("blur", "blur", filter=[0.25, 0.5, 0.25])],
+    "href": lambda: [data(), image("href", "href")],
+    "cost.logreg": lambda: [data(), data("labels", 1, 1), _spec("probs", "softmax", [0], D),
+                            _spec("logprob", "cost.logreg", [1, 2], 0, topk=1)],
+    "cost.sum2": lambda: [data(), _spec("sum2", "cost.sum2", [0], 0, coeff=1.0)],
+}
+
+
+def test_every_engine_layer_type_has_a_valid_spec_here():
+    assert set(VALID) | {"data"} == set(_core.LAYER_TYPES)
+
+
+@pytest.mark.parametrize("kind", sorted(VALID))
+def test_the_valid_specs_build_and_run_a_step(kind):
+    specs = VALID[kind]()
+    net = _core.CpuNet(specs, 3, 0)
+    rng = np.random.default_rng(0)
+    for s in specs:
+        if s.type == "data":
+            rows = s.outputs
+            values = rng.integers(0, 10, (1, 3)) if rows == 1 else rng.standard_normal((rows, 3))
+            net.set_data(s.data_idx, np.ascontiguousarray(values, dtype=np.float32))
+    net.forward("train")
+    net.backward()
+    net.update()
+    for s in specs:
+        assert np.isfinite(net.array("acts", s.name)).all()
+
+
+# ---------------------------------------------------------------------------
+# Malformed specs: (id, the valid net it starts from, the edit, the layer, the field
+# the message must start with after "layer '<name>': ").
+
+
+def _set(layer: int, **fields):
+    def edit(specs):
+        for key, value in fields.items():
+            setattr(specs[layer], key, value)
+    return edit
+
+
+def _set_conv(**fields):
+    def edit(specs):
+        specs[1].conv = [_conv_input(**fields)]
+    return edit
+
+
+MALFORMED = [
+    # conv and local: zero and negative sizes, strides, groups, geometry, tables, weights
+    ("conv-stride-0", "conv", _set_conv(stride=0), "conv", "stride: must be >= 1"),
+    ("conv-stride-negative", "conv", _set_conv(stride=-2), "conv", "stride: must be >= 1"),
+    ("conv-filters-0", "conv", _set(1, filters=0), "conv", "filters: must be >= 1"),
+    ("conv-filters-negative", "conv", _set(1, filters=-4, outputs=-256), "conv", "has no outputs"),
+    ("conv-groups-0", "conv", _set_conv(groups=0), "conv", "groups: must be >= 1"),
+    ("conv-groups-not-dividing-filters", "conv", _set_conv(groups=3, channels=3, filter_channels=1), "conv",
+     "filters: 4 filters are not divisible by groups=3"),
+    ("conv-dense-groups-wrong-channels", "conv", _set_conv(filter_channels=2), "conv", "filter_channels: dense"),
+    ("conv-padding-negative", "conv", _set_conv(padding=-1), "conv", "padding: must be >= 0"),
+    ("conv-filter-too-large", "conv", _set_conv(filter_size=11, padding=0), "conv", "filter_size: K=11 exceeds"),
+    ("conv-modules-wrong", "conv", _set(1, modules_x=7, outputs=4 * 49), "conv", "modules_x: expected"),
+    ("conv-outputs-mismatch", "conv", _set(1, outputs=4 * 64 + 1), "conv", "outputs != filters \\* modules"),
+    ("conv-conns-out-of-range", "conv", _set_conv(conns=[0, 1, 7]), "conv", "conns: entry 2 = 7"),
+    ("conv-conns-wrong-length", "conv", _set_conv(conns=[0, 1]), "conv", "connection table must have"),
+    ("conv-partial-sum", "conv", _set(1, partial_sum=7), "conv", "partial_sum: must be 0 or divide the 64"),
+    ("conv-weight-shape", "conv", _set(1, weight_rows=[26]), "conv", "conv weight matrix must be"),
+    ("conv-geometry-per-input", "conv", _set(1, conv=[]), "conv", "needs one conv geometry per input"),
+    ("conv-image-too-large", "conv", _set_conv(img_size=2**40), "conv", "img_size: must be <= 46340"),
+    ("local-stride-0", "local", _set_conv(stride=0), "conv", "stride: must be >= 1"),
+    ("local-weight-shape", "local", _set(1, weight_rows=[27]), "conv", "local weight matrix must be"),
+    ("fc-weight-rows", "fc", _set(1, weight_rows=[191]), "fc", "fc weight matrix must be"),
+    ("fc-bias-shape", "fc", _set(1, bias_rows=2), "fc", "bias shape does not match"),
+    ("fc-learning-lists", "fc", _set(1, eps_w=[]), "fc", "needs one weight shape"),
+    ("fc-weight-source-later", "fc", _set(1, share_layer=[5], share_index=[0]), "fc",
+     "weightSource must name an earlier matrix"),
+    ("fc-schedule-steps", "fc",
+     lambda specs: setattr(specs[1], "sched_w", [_sched("dexp", tgt_factor=10.0, num_steps=1)]), "fc",
+     "num_steps: must be >= 2"),
+    ("fc-schedule-target", "fc",
+     lambda specs: setattr(specs[1], "sched_b", _sched("exp", tgt_factor=0.0)), "fc", "tgt_factor: must be > 0"),
+    # pool
+    ("pool-stride-0", "pool", _set(1, stride=0), "pool", "stride: must be >= 1"),
+    ("pool-size-0", "pool", _set(1, size_x=0), "pool", "size_x: must be >= 1"),
+    ("pool-size-negative", "pool", _set(1, size_x=-3), "pool", "size_x: must be >= 1"),
+    ("pool-outputs-x-0", "pool", _set(1, outputs_x=0, outputs=0), "pool", "has no outputs"),
+    ("pool-outputs-mismatch", "pool", _set(1, outputs=C * 5 * 5), "pool", "outputs: expected channels"),
+    ("pool-last-window-outside", "pool", _set(1, outputs_x=5, outputs=C * 25), "pool", "outputs_x: the last window"),
+    ("pool-first-window-outside", "pool", _set(1, start=-2), "pool", "start: the first window"),
+    ("pool-unknown-kind", "pool", _set(1, pool="rand"), "pool", "pool 'rand' is not supported"),
+    ("pool-channels-0", "pool", _set(1, channels=0), "pool", "channels: must be >= 1"),
+    ("pool-geometry-vs-input", "pool", _set(1, img_size=9, outputs_x=4), "pool", "input size does not match"),
+    # norms
+    ("rnorm-size-0", "rnorm", _set(1, size=0), "rnorm", "size: expected 1 <= size <= img_size"),
+    ("rnorm-size-too-large", "rnorm", _set(1, size=9), "rnorm", "size: expected 1 <= size <= img_size"),
+    ("cnorm-channels-0", "cnorm", _set(1, channels=0), "cnorm", "channels: expected 1 <= channels"),
+    ("cnorm-alpha-nan", "cnorm", _set(1, alpha=float("nan")), "cnorm", "alpha: must be a finite number"),
+    ("cmrnorm-size-too-large", "cmrnorm", _set(1, size=4), "cmrnorm", "size: expected 1 <= size <= channels"),
+    ("cmrnorm-channels-not-dividing", "cmrnorm", _set(1, channels=5), "cmrnorm", "cmrnorm channels must divide"),
+    ("cmrnorm-outputs-mismatch", "cmrnorm", _set(1, outputs=D - 3), "cmrnorm", "outputs: must equal the input"),
+    # neuron, softmax, hs
+    ("neuron-unknown", "neuron", _set(1, neuron="abstanh"), "neuron", "unknown neuron 'abstanh'"),
+    ("neuron-drelu-zero", "neuron", _set(1, neuron="drelu", neuron_a=0.0), "neuron",
+     "params: neuron 'drelu' needs a != 0"),
+    ("neuron-outputs-mismatch", "neuron", _set(1, outputs=D + 1), "neuron", "outputs: must equal the input"),
+    ("softmax-no-inputs", "softmax", _set(1, inputs=[]), "softmax", "has no inputs"),
+    ("hs-keep-0", "hs", _set(1, keep=0.0), "hs", "keep: must be in \\(0, 1\\]"),
+    ("hs-keep-above-1", "hs", _set(1, keep=1.5), "hs", "keep: must be in \\(0, 1\\]"),
+    # eltsum, eltmax, concat
+    ("eltsum-sizes-differ", "eltsum", _set(1, outputs=D - 1), "eltsum", "input 1 has 191 values per case"),
+    ("eltsum-coeffs-count", "eltsum", _set(2, coeffs=[1.0]), "eltsum", "coeffs: needs one coefficient per input"),
+    ("eltmax-one-input", "eltmax", _set(2, inputs=[0]), "eltmax", "eltmax takes 2 or more input"),
+    ("concat-outputs-mismatch", "concat", _set(2, outputs=D), "concat", "outputs: must be the sum"),
+    # nailbed, blur, href
+    ("nailbed-stride-0", "nailbed", _set(1, stride=0), "nailbed", "stride: must be >= 1"),
+    ("nailbed-stride-negative", "nailbed", _set(1, stride=-1), "nailbed", "stride: must be >= 1"),
+    ("nailbed-outputs-mismatch", "nailbed", _set(1, outputs=C * 16 + 3), "nailbed", "outputs: expected channels"),
+    ("blur-even-taps", "blur", _set(1, filter=[0.5, 0.5]), "blur", "filter: must have an odd number of taps"),
+    ("blur-no-taps", "blur", _set(1, filter=[]), "blur", "filter: must have an odd number of taps"),
+    ("blur-asymmetric", "blur", _set(1, filter=[0.2, 0.5, 0.3]), "blur", "filter: must be symmetric"),
+    ("href-img-0", "href", _set(1, img_size=0), "href", "img_size: must be >= 1"),
+    ("href-two-inputs", "href", _set(1, inputs=[0, 0]), "href", "href takes 1 input"),
+    # cost layers
+    ("logreg-one-input", "cost.logreg", _set(3, inputs=[2]), "logprob", "cost.logreg takes 2 input"),
+    ("logreg-labels-rows", "cost.logreg", _set(3, inputs=[0, 2]), "logprob", "cost.logreg takes labels"),
+    ("logreg-topk-0", "cost.logreg", _set(3, topk=0), "logprob", "topk: must be >= 1"),
+    ("logreg-has-outputs", "cost.logreg", _set(3, outputs=10), "logprob", "outputs: a cost layer has none"),
+    ("sum2-two-inputs", "cost.sum2", _set(1, inputs=[0, 0]), "sum2", "cost.sum2 takes 1 input"),
+    # the graph
+    ("unknown-type", "fc", _set(1, type="treefc"), "fc", "the engine has no 'treefc' layer"),
+    ("name-twice", "eltsum", _set(1, name="data"), "data", "name used twice"),
+    ("input-not-earlier", "fc", _set(1, inputs=[1]), "fc", "inputs must be earlier layers"),
+    ("data-index-negative", "fc", _set(0, data_idx=-1), "data", "data_idx: must be >= 0"),
+    ("data-no-outputs", "fc", _set(0, outputs=0), "data", "has no outputs"),
+]
+
+
+def _sched(type_: str, **fields) -> _core.Schedule:
+    s = _core.Schedule()
+    s.type = type_
+    for key, value in fields.items():
+        setattr(s, key, value)
+    return s
+
+
+def test_at_least_25_malformed_specs_cover_every_layer_type():
+    assert len(MALFORMED) >= 25
+    assert {base for _, base, *_ in MALFORMED} == set(VALID)
+
+
+def _malformed(case):
+    _, base, edit, _, _ = case
+    specs = VALID[base]()
+    edit(specs)
+    return specs
+
+
+def _error(make) -> str:
+    with pytest.raises(ValueError) as info:
+        make()
+    return str(info.value)
+
+
+@pytest.mark.parametrize("case", MALFORMED, ids=[c[0] for c in MALFORMED])
+def test_a_malformed_spec_raises_value_error_naming_the_layer_and_field(case):
+    _, _, _, layer, field = case
+    message = _error(lambda: _core.CpuNet(_malformed(case), 4, 0))
+    assert re.match(rf"layer '{re.escape(layer)}': {field}", message), message
+
+
+CUDA_COMPILED = bool(_core.build_info()["cuda_compiled"])
+
+
+@pytest.mark.skipif(not CUDA_COMPILED, reason="this build has no CUDA code (ALEXNET_CUDA=OFF or no nvcc), "
+                    "so there is no _core.CudaNet to compare")
+@pytest.mark.parametrize("case", MALFORMED, ids=[c[0] for c in MALFORMED])
+def test_the_cuda_net_refuses_the_same_spec_with_the_same_message(case):
+    """No GPU needed: the CUDA net builds the Plan before it looks for a device."""
+    cpu = _error(lambda: _core.CpuNet(_malformed(case), 4, 0))
+    cuda = _error(lambda: _core.CudaNet(_malformed(case), 4, 0, 0, "builtin"))
+    assert cuda == cpu
+
+
+@pytest.mark.skipif(not CUDA_COMPILED, reason="this build has no CUDA code (ALEXNET_CUDA=OFF or no nvcc)")
+def test_the_cuda_net_checks_specs_before_it_looks_for_a_device():
+    count, _ = _core.cuda_device_count()
+    if count > 0:
+        net = _core.CudaNet(VALID["fc"](), 4, 0, 0, "builtin")
+        assert net.device == "cuda"
+    else:  # valid specs pass the Plan, then the missing device is reported
+        with pytest.raises(RuntimeError, match="no usable CUDA device"):
+            _core.CudaNet(VALID["fc"](), 4, 0, 0, "builtin")
+
+
+def test_max_cases_and_minibatches_are_checked():
+    with pytest.raises(ValueError, match=r"max_cases: must be >= 1"):
+        _core.CpuNet(VALID["fc"](), 0, 0)
+    net = _core.CpuNet(VALID["fc"](), 4, 0)
+    with pytest.raises(ValueError, match=r"minibatch of 5 cases; this net holds 1..4"):
+        net.set_data(0, np.zeros((D, 5), np.float32))
+    with pytest.raises(ValueError, match=r"data matrix 0 has 191 rows; layer 'data' expects 192"):
+        net.set_data(0, np.zeros((D - 1, 2), np.float32))
+    with pytest.raises(ValueError, match=r"no data layer reads matrix 3"):
+        net.set_data(3, np.zeros((D, 2), np.float32))
+
+
+# ---------------------------------------------------------------------------
+# The per-op bindings run the same checks: the same message, without the layer.
+
+def _x(rows: int) -> np.ndarray:
+    return np.zeros((rows, 2), np.float32)
+
+
+PER_OP = [
+    ("pool-stride-0", lambda: _core.pool_fprop(_x(D), _x(C * 16), "max", C, S, 2, 0, 0, 4)),
+    ("pool-size-0", lambda: _core.pool_fprop(_x(D), _x(C * 16), "max", C, S, 0, 0, 2, 4)),
+    ("nailbed-stride-0", lambda: _core.nailbed_fprop(_x(D), _x(C * 16), C, S, 0)),
+    ("blur-asymmetric", lambda: _core.blur_fprop(_x(D), _x(D), _x(D), np.array([0.2, 0.5, 0.3], np.float32), C, S)),
+    ("rnorm-size-too-large", lambda: _core.rnorm_fprop(_x(D), _x(D), _x(D), C, S, 9, 1e-4, 0.75)),
+    ("cmrnorm-size-too-large", lambda: _core.cmrnorm_fprop(_x(D), _x(D), _x(D), C, 4, 1e-4, 0.75)),
+    ("conv-stride-0", lambda: _core.conv_fprop(_x(D), np.zeros((27, 4), np.float32), _x(4 * 64), C, S, 3, 1, 0, 1,
+                                               S)),
+    ("conv-partial-sum", lambda: _core.conv_bprop_weights(_x(D), _x(4 * 64), np.zeros((27, 4), np.float32), C, S, 3,
+                                                          1, 1, 1, S, 7, 0.5)),
+    ("hs-keep-0", lambda: _core.dropout_fprop(_x(D), _x(D), None, 0.0, False)),
+]
+
+
+@pytest.mark.parametrize("case", PER_OP, ids=[c[0] for c in PER_OP])
+def test_per_op_bindings_give_the_plans_message_without_the_layer(case):
+    name, call = case
+    plan_case = next(c for c in MALFORMED if c[0] == name)
+    layer = plan_case[3]
+    plan_message = _error(lambda: _core.CpuNet(_malformed(plan_case), 4, 0))
+    op_message = _error(call)
+    assert plan_message.startswith(f"layer '{layer}': ")
+    assert op_message.split(",")[0] == plan_message[len(f"layer '{layer}': "):].split(",")[0]
+
+
+def test_layer_type_table_is_exposed_once():
+    assert _core.WEIGHT_LAYER_TYPES == ("conv", "local", "fc")
+    assert _core.COST_LAYER_TYPES == ("cost.logreg", "cost.sum2")
+    assert _core.layer_type_info("eltmax") == {"weights": False, "cost": False, "min_inputs": 2, "max_inputs": None,
+                                                "spec": "§3.14"}
+    with pytest.raises(KeyError):
+        _core.layer_type_info("treefc")
+
+
+def test_both_backends_implement_every_row_of_the_table():
+    """Each backend finds a layer's implementation by its type's name: every row of the
+    core's table has one on the CPU, and one in the CUDA backend of a CUDA build."""
+    assert sorted(_core.cpu_layer_types()) == sorted(_core.LAYER_TYPES)
+    if CUDA_COMPILED:
+        assert sorted(_core.cuda_layer_types()) == sorted(_core.LAYER_TYPES)
