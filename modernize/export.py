@@ -42,20 +42,20 @@ import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..engine import load as load_engine
 from ..errors import ReplayError
 from ..files import atomic_write_bytes
 from ..harness.checkpoint import load_checkpoint
-from ..original.layers import Layer, Network, parse_neuron
+from ..original.layers import Layer, Network
 from ..testing import compare
 from . import port
+from .port.ops import eltmax_forward, neuron_forward, pool_forward
 
 FORMATS = {".pt2": "exportedprogram", ".onnx": "onnx", ".pt": "torchscript"}
 # Probabilities in [0, 1]. The port's conv/fc sums run in another fp32 order than the
@@ -89,78 +89,15 @@ class ExportResult:
                 f"(tolerance {self.atol:g} + {self.rtol:g}*|p|), {'ok' if self.passed else 'FAILED'}")
 
 
-# ---------------------------------------------------------------------------
-# Export-friendly forward (same values as the port's forward, no autograd Functions)
-
-
-def pool_forward(x: Tensor, kind: str, size: int, stride: int, start: int, outputs_x: int) -> Tensor:
-    """port.pool2d's forward values without its max-undo Function (§3.6)."""
-    if kind == "max":
-        xp = port._exact_pad(x, start, outputs_x, size, stride, float("-inf"))
-        return F.max_pool2d(xp, size, stride).clamp_min(port.MAX_START)
-    if kind == "maxabs":  # largest |x| in the window, the later element winning ties; 0 if all outside
-        xp = port._exact_pad(x, start, outputs_x, size, stride, float("nan"))
-        n, c = x.shape[:2]
-        cols = F.unfold(xp, size, stride=stride).view(n, c, size * size, -1)
-        mag = torch.nan_to_num(cols.abs(), nan=-1.0)
-        last = size * size - 1 - mag.flip(2).argmax(dim=2, keepdim=True)
-        y = cols.gather(2, last).squeeze(2)
-        return torch.nan_to_num(y, nan=0.0).view(n, c, outputs_x, outputs_x)
-    if kind == "avg":
-        # port.pool2d sums with F.avg_pool2d(divisor_override=1), which ONNX's AveragePool cannot
-        # express (the exporter drops the override and divides by size^2: found by the ONNX test).
-        # The same sums, added one window offset at a time in raster order from 0 (the engine's
-        # order, §7.2; the zero padding adds nothing), then one IEEE division by the in-image count.
-        xp = port._exact_pad(x, start, outputs_x, size, stride, 0.0)
-        span = (outputs_x - 1) * stride + 1
-        acc = torch.zeros_like(xp[..., :span:stride, :span:stride])
-        for dy in range(size):
-            for dx in range(size):
-                acc = acc + xp[..., dy:dy + span:stride, dx:dx + span:stride]
-        counts = torch.tensor(port._clipped_counts(start, outputs_x, size, stride, x.shape[-1]), dtype=x.dtype,
-                              device=x.device)
-        return acc / (counts.view(-1, 1) * counts.view(1, -1))
-    raise ReplayError(f"unknown pool '{kind}' (max, maxabs, avg)")
-
-
-def neuron_forward(kind: str, a: float, b: float, x: Tensor) -> Tensor:
-    """The port's neuron forward values; abs, brelu and drelu without their Functions (§3.11)."""
-    if kind == "abs":
-        return x.abs()
-    if kind == "brelu":
-        return torch.clamp(torch.clamp(x, min=0.0), max=a)
-    if kind == "drelu":
-        return x - a * port._drelu_tanh(x, a)
-    if kind == "nrelu":
-        raise ReplayError("nrelu draws noise in every pass, the test pass included (engine.md §3.11, §13 "
-                          "item 7): its output is random, so the model cannot be exported deterministically")
-    return port._neuron(kind, a, b, x, None)
-
-
-def eltmax_forward(xs: Sequence[Tensor]) -> Tensor:
-    """§3.14's forward: Y = max(X1, X0), then max(Y, Xi), as the port's _EltMax."""
-    y = torch.where(xs[1] > xs[0], xs[1], xs[0])
-    for x in xs[2:]:
-        y = torch.where(y > x, y, x)
-    return y
-
-
 def inference_layer(net: port.ReleaseNet, layer: Layer, xs: list[Tensor]) -> Tensor:
-    """One layer's test-pass output, (N, *layer.shape), with exportable operations only."""
+    """One layer's test-pass output, (N, *layer.shape), with exportable operations only:
+    the port op's plain-operation forward where it has one (port/layers.py), else its forward."""
     n = xs[0].shape[0]
-    a = layer.attrs
-    if layer.type == "pool":
-        kind = "max" if a["pool"] == "rand" else a["pool"]  # rand: only with doMax (checked at build)
-        x = xs[0].reshape(n, a["channels"], a["imgSize"], a["imgSize"])
-        y = pool_forward(x, kind, a["sizeX"], a["stride"], a["start"], a["outputsX"])
-    elif layer.type == "neuron":
-        kind, numbers = parse_neuron(layer.neuron or "", lambda why: ReplayError(f"layer '{layer.name}': {why}"))
-        na, nb = (list(numbers) + [0.0, 0.0])[:2]
-        y = neuron_forward(kind, na, nb, xs[0])
-    elif layer.type == "eltmax":
-        y = eltmax_forward([x.reshape(n, -1) for x in xs])
-    else:
+    entry = port.LAYERS[layer.type]
+    if entry.inference is None:
         y = net.layer_forward(layer.name, xs, train=False)
+    else:
+        y = entry.inference(layer, xs)
     return y.reshape(n, *layer.shape)
 
 

@@ -716,3 +716,11 @@ def test_fused_softmax_logreg_gradient_stays_finite_when_p_underflows():
     plain = -torch.log(torch.softmax(x2, dim=1).gather(1, lab)).sum()
     (g2,) = torch.autograd.grad(plain, [x2])
     assert torch.isnan(g2[0]).any()
+
+
+def test_the_port_has_one_function_for_every_engine_layer_type():
+    """port/layers.py registers one function per layer type: exactly the engine's table."""
+    from alexnet_replay import _core
+
+    assert sorted(port.LAYERS) == sorted(_core.LAYER_TYPES)
+    assert port.SUPPORTED == tuple(port.LAYERS)

@@ -130,7 +130,7 @@ def gate_flips(config, engine: EngineNet, out, cases: int) -> dict[str, np.ndarr
             a = layer.attrs
             c, side = a["channels"], a["imgSize"]
 
-            def ties(x, y):
+            def ties(x, y, a=a, c=c, side=side):  # this layer's geometry, bound (called at once, in the loop)
                 xp = _exact_pad(x.reshape(cases, c, side, side), a["start"], a["outputsX"], a["sizeX"],
                                 a["stride"], float("nan"))
                 cols = torch.nn.functional.unfold(xp, a["sizeX"], stride=a["stride"])
@@ -182,13 +182,13 @@ def _fault_min_div(config: Network, module: port.ReleaseNet, name: str) -> None:
 
 def _fault_scale(config: Network, module: port.ReleaseNet, name: str) -> None:
     """The layer's output is multiplied by 1 + 1e-4 (a small, smooth error)."""
-    inner = module._layer
+    inner = module._run
 
     def patched(layer, xs, train, masks, noise):
         y = inner(layer, xs, train, masks, noise)
         return y * (1 + 1e-4) if layer.name == name and not layer.is_cost else y
 
-    module._layer = patched  # instance attribute shadows the method
+    module._run = patched  # instance attribute shadows the method that runs one layer
 
 
 FAULTS: dict[str, Callable[[Network, port.ReleaseNet, str], None]] = {"minDiv": _fault_min_div,
@@ -295,7 +295,7 @@ def _engine_weight_grad(engine: EngineNet, layer, i: int) -> np.ndarray:
 
 
 def isolated_backward(cfg: Network, engine: EngineNet, mod, out: dict, masks: dict, noise: dict, cases: int,
-                      tol: dict[str, tuple[float, float]], dev=torch.device("cpu")):
+                      tol: dict[str, tuple[float, float]], dev: torch.device | None = None):
     """The port's backward, layer by layer, each layer fed the engine's inputs and the engine's
     incoming gradient. Returns ({layer: gradient it receives}, {layer: TOL class of that
     gradient}, [(layer, input index or None for the bias, G)]).
@@ -303,7 +303,9 @@ def isolated_backward(cfg: Network, engine: EngineNet, mod, out: dict, masks: di
     Contributions to each producer come from its consumers in reverse execution order, the
     first overwriting (and href always overwriting, §13 item 8), as the engine adds them.
     A fused softmax (§3.12) is skipped: the logreg's gradient goes to the softmax's input.
+    `dev`: the port's device (the CPU when None).
     """
+    dev = torch.device("cpu") if dev is None else dev
     received: dict[str, torch.Tensor] = {}
     kind_of: dict[str, str] = {}
     weight_grads: list[tuple] = []
@@ -392,7 +394,7 @@ def _gradients(report: ParityReport, cfg: Network, cases: int, seed: int, dev, f
         with torch.no_grad():
             y = mod.layer_forward(layer.name, inputs_of(layer), train=True, masks=masks, noise=noise)
         if layer.is_cost:
-            add(measure(y[:1], engine.costs()[layer.name][:1], "cost", layer.name, "forward", tol))
+            add(measure(y[:1], engine.costs()[layer.name][:1], forward_kind(layer), layer.name, "forward", tol))
         else:
             add(measure(acts(y), engine.acts(layer.name), forward_kind(layer), layer.name, "forward",
                         softmax_tol(tol, layer.outputs) if layer.type == "softmax" else tol))
@@ -498,11 +500,13 @@ def _training(report: ParityReport, cfg: Network, cases: int, seed: int, steps: 
                 w0 = port.weight_to_engine(layer, i, start[key], copy=False)  # start is never changed
                 ew = engine.weights(layer.name, i)
                 if layer.name in rerouted:  # a whole gradient element moved: compare W - W0 in norm
-                    report.metrics.append(measure_rerouted(port.weight_to_engine(layer, i, state[key], copy=False) - w0, ew - w0,
-                                                           layer.name, f"step{step}:weights[{i}]", tol))
+                    pw = port.weight_to_engine(layer, i, state[key], copy=False)
+                    report.metrics.append(measure_rerouted(pw - w0, ew - w0, layer.name, f"step{step}:weights[{i}]",
+                                                           tol))
                     continue
-                report.metrics.append(measure(port.weight_to_engine(layer, i, state[key], copy=False), ew, "steps", layer.name,
-                                              f"step{step}:weights[{i}]", tol, scale_of=ew - w0))
+                pw = port.weight_to_engine(layer, i, state[key], copy=False)
+                report.metrics.append(measure(pw, ew, "steps", layer.name, f"step{step}:weights[{i}]", tol,
+                                              scale_of=ew - w0))
             b0 = port.bias_to_engine(layer, start[f"{layer.name}.bias"])
             eb = engine.biases(layer.name)
             if layer.name in rerouted:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..port.layers import tolerance_class
+
 # Per layer class: (scale, rtol); atol = scale * max|expected|.
 EXACT = (0.0, 0.0)
 TOL: dict[str, tuple[float, float]] = {
@@ -72,27 +74,16 @@ def tolerances(device: str) -> dict[str, tuple[float, float]]:
 
 
 def forward_kind(layer) -> str:
-    t = layer.type
-    if t in ("conv", "local", "fc"):
-        return "gemm"
-    if t in ("rnorm", "cnorm", "cmrnorm"):
-        return "norm"
-    if t == "neuron":
-        return "neuron" if layer.neuron.split("[")[0] in ("relu", "nrelu", "brelu", "abs", "square", "linear",
-                                                         "ident") else "neuron-exp"
-    return {"pool": "pool", "blur": "blur", "eltsum": "eltsum", "softmax": "softmax"}.get(t, "copy")
+    """The class of a layer's forward: the one its port op declares (port/layers.py)."""
+    return tolerance_class(layer)
 
 
 def backward_kind(layer, summed: bool) -> str:
-    t = layer.type
-    if t in ("conv", "local", "fc"):
-        return "grad-gemm"
-    if t in ("rnorm", "cnorm", "cmrnorm", "softmax", "cost.logreg", "cost.sum2") or (
-            t == "neuron" and forward_kind(layer) == "neuron-exp"):
-        return "grad-exp"
-    if summed or t in ("pool", "blur", "eltmax"):
-        return "grad-sum"
-    return "grad-copy"
+    """The class of a layer's isolated backward: the one its port op declares; a gradient
+    that adds several contributions (`summed`: several consumers) in autograd's order rather
+    than the engine's needs grad-sum where the op itself would be exact."""
+    kind = tolerance_class(layer, backward=True)
+    return "grad-sum" if summed and kind == "grad-copy" else kind
 
 
 def softmax_tol(tol: dict[str, tuple[float, float]], classes: int) -> dict[str, tuple[float, float]]:

@@ -10,9 +10,12 @@
 What the port computes is the engine's network (engine.md §3), not a
 re-interpretation of it. The package, one job per module:
 
+* ``layers``: one function per layer type, registered under its cfg type with the parity
+  classes of its forward and backward (:data:`LAYERS`): what the port computes for it;
 * ``ops``: the operations where PyTorch has no exact equivalent of the release's (clipped
   pooling with max-undo, the norms, blur, the neurons whose backward is not autograd's,
-  eltmax, the fused softmax + logreg gradient), each with its spec section;
+  eltmax, the fused softmax + logreg gradient), each with its spec section, and their
+  plain-operation forwards for export;
 * ``network``: :class:`ReleaseNet`, the nn.Module built from a parsed config, its forward
   in execution order and the backward arranged as the engine's (href, fused softmax);
 * ``convert``: the engine's layouts (§1.2, §1.3) to the port's tensors and back, the
@@ -29,6 +32,7 @@ from __future__ import annotations
 from .convert import (WEIGHT_TYPES, EngineGradients, bias_from_engine, bias_shape, bias_to_engine, copy_to_engine,
                       engine_gradients, from_engine_acts, load_engine_weights, masks_to_engine,
                       state_dict_from_engine, to_engine_acts, weight_from_engine, weight_shape, weight_to_engine)
+from .layers import LAYERS, Step, port_layer, tolerance_class
 from .network import SUPPORTED, ReleaseNet, build_module, draw_conns, draw_conns_rng
 from .ops import MAX_START, blur, cross_map_norm, pool2d, spatial_norm
 from .optim import ReleaseSGD, release_param_groups, schedule_rate
@@ -39,7 +43,8 @@ from .ops import (_EltMax, _FusedNLL, _FusedSoftmax, _clipped_counts, _drelu_tan
                   _exact_pad, _logreg_costs, _neuron)
 
 __all__ = [
-    "ReleaseNet", "ReleaseSGD", "EngineGradients", "SUPPORTED", "WEIGHT_TYPES", "MAX_START", "build_module",
+    "LAYERS", "Step", "port_layer", "tolerance_class", "ReleaseNet", "ReleaseSGD", "EngineGradients", "SUPPORTED",
+    "WEIGHT_TYPES", "MAX_START", "build_module",
     "pool2d", "cross_map_norm", "spatial_norm", "blur", "draw_conns", "draw_conns_rng", "engine_gradients",
     "state_dict_from_engine", "load_engine_weights", "copy_to_engine", "masks_to_engine", "to_engine_acts",
     "from_engine_acts", "weight_from_engine", "weight_to_engine", "bias_from_engine", "bias_to_engine",

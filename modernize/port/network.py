@@ -24,14 +24,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...errors import ReplayError
-from ...original.layers import Layer, Network, parse_neuron
+from ...original.layers import Layer, Network
 from .convert import WEIGHT_TYPES, _conv_geoms, bias_shape, weight_from_engine, weight_shape
-from .ops import (_EltMax, _FusedSoftmax, _local, _logreg_costs, _neuron, blur, cross_map_norm, pool2d,
-                  spatial_norm)
+from .layers import LAYERS, Step
+from .ops import _FusedSoftmax, _local, _logreg_costs
 
-# The layer types the port builds; any other raises ReplayError naming the layer.
-SUPPORTED = ("data", "conv", "local", "fc", "pool", "rnorm", "cnorm", "cmrnorm", "neuron", "softmax", "hs",
-             "eltsum", "eltmax", "concat", "nailbed", "blur", "href", "cost.logreg", "cost.sum2")
+# The layer types the port builds (one function each in layers.py, the engine's
+# table's types); any other raises ReplayError naming the layer.
+SUPPORTED = tuple(LAYERS)
 
 
 def draw_conns(config: Network, seed: int) -> dict[str, list[list[int] | None]]:
@@ -88,13 +88,8 @@ class ReleaseNet(nn.Module):
         layers = config.layers
         drawn = draw_conns(config, seed) if conns is None else {}
         self._weight_layers: dict[str, _WeightLayer] = {}
-        self._neurons: dict[str, tuple[str, float, float]] = {}
         for layer in layers.values():
             self._check(layer)
-            if layer.type == "neuron":
-                kind, numbers = parse_neuron(layer.neuron or "", lambda why: ReplayError(
-                    f"layer '{layer.name}': {why}"))
-                self._neurons[layer.name] = (kind, *(list(numbers) + [0.0, 0.0])[:2])
             if layer.type in WEIGHT_TYPES:
                 params = []
                 for i, src in enumerate(layer.weight_sources):
@@ -146,12 +141,12 @@ class ReleaseNet(nn.Module):
     # -- construction --------------------------------------------------------
     @staticmethod
     def _check(layer: Layer) -> None:
-        if layer.type not in SUPPORTED:
+        if layer.type not in LAYERS:
             raise ReplayError(f"layer '{layer.name}': the port has no '{layer.type}' layer "
                               f"(supported: {', '.join(SUPPORTED)})")
-        if layer.type == "pool" and layer.attrs["pool"] == "rand" and not layer.params.get("doMax"):
-            raise ReplayError(f"layer '{layer.name}': pool=rand without doMax uses a kernel that was never "
-                              "published (engine.md §3.6); only doMax=1 (max pooling) is supported")
+        check = LAYERS[layer.type].check
+        if check is not None:
+            check(layer)
 
     def init_release(self, seed: int) -> None:
         """Weights as the engine draws them (engine.md §4.1, engine.py): after the connection
@@ -214,7 +209,7 @@ class ReleaseNet(nn.Module):
 
     def _run(self, layer: Layer, xs: list[Tensor], train: bool, masks: dict[str, Tensor],
              noise: dict[str, Tensor]) -> Tensor:
-        y = self._layer(layer, xs, train, masks, noise)
+        y = LAYERS[layer.type].forward(self, layer, xs, Step(train, masks, noise))
         return y if layer.is_cost else y.reshape(y.shape[0], *layer.shape)
 
     def _data(self, layer: Layer, data: Sequence[Any] | Mapping[int, Any]) -> Tensor:
@@ -240,76 +235,6 @@ class ReleaseNet(nn.Module):
         p = next(self.parameters(), None)
         return p.device if p is not None else torch.device("cpu")
 
-    def _layer(self, layer: Layer, xs: list[Tensor], train: bool,
-               masks: dict[str, Tensor], noise: dict[str, Tensor]) -> Tensor:
-        t, a, p = layer.type, layer.attrs, layer.params
-        n = xs[0].shape[0]
-        if t == "conv" or t == "local":
-            return self._conv(layer, xs)
-        if t == "fc":
-            mod = self._weight_layers[layer.name]
-            y = F.linear(xs[0].reshape(n, -1), mod.weight[0], mod.bias)  # §1.4: bias right after input 0
-            for i in range(1, len(xs)):
-                y = y + F.linear(xs[i].reshape(n, -1), mod.weight[i])
-            return y
-        if t == "pool":  # rand reaches here only with doMax (checked at build): max pooling
-            kind = "max" if a["pool"] == "rand" else a["pool"]
-            x = self._image(xs[0], a["channels"], a["imgSize"])
-            return pool2d(x, kind, a["sizeX"], a["stride"], a["start"], a["outputsX"])
-        if t in ("rnorm", "cnorm"):
-            x = self._image(xs[0], a["channels"], a["imgSize"])
-            return spatial_norm(x, a["size"], p["scale"], p["pow"], contrast=t == "cnorm")
-        if t == "cmrnorm":
-            x = self._image(xs[0], a["channels"], a["imgSize"])
-            return cross_map_norm(x, a["size"], p["scale"], p["pow"], p.get("minDiv", 1.0), a.get("blocked", False))
-        if t == "neuron":
-            kind, na, nb = self._neurons[layer.name]
-            eps = None
-            if kind == "nrelu":
-                eps = noise.get(layer.name)
-                if eps is None:
-                    eps = self._draw(torch.randn, xs[0])
-                eps = eps.reshape(xs[0].shape).to(xs[0])
-                self.last_noise[layer.name] = eps
-            return _neuron(kind, na, nb, xs[0], eps)
-        if t == "softmax":
-            return F.softmax(xs[0].reshape(n, -1), dim=1)
-        if t == "hs":
-            x = xs[0]
-            if train and p.get("enable", True):
-                m = masks.get(layer.name)
-                if m is None:
-                    m = (self._draw(torch.rand, x) < a["keep"]).to(x.dtype)
-                m = m.reshape(x.shape).to(x)
-                self.last_masks[layer.name] = m
-                return x * m  # no rescaling at train time (§3.16)
-            return x * float(np.float32(a["keep"]))
-        if t == "eltsum":
-            coeffs = a["coeffs"]
-            y = xs[0].reshape(n, -1) * float(np.float32(coeffs[0]))
-            for i in range(1, len(xs)):
-                y = y + xs[i].reshape(n, -1) * float(np.float32(coeffs[i]))
-            return y
-        if t == "eltmax":
-            return _EltMax.apply(*[x.reshape(n, -1) for x in xs])
-        if t == "concat":
-            return torch.cat([x.reshape(n, -1) for x in xs], dim=1)
-        if t == "nailbed":
-            x = self._image(xs[0], a["channels"], a["imgSize"])
-            s0, st, ox = a["start"], a["stride"], a["outputsX"]
-            return x[:, :, s0::st, s0::st][:, :, :ox, :ox]
-        if t == "blur":  # float32 taps, as the engine holds them
-            taps = [float(np.float32(v)) for v in a["filter"]]
-            return blur(self._image(xs[0], a["channels"], a["imgSize"]), taps)
-        if t == "href":
-            return self._image(xs[0], a["channels"], a["imgSize"]).flip(-1)
-        if t == "cost.logreg":
-            return _logreg_costs(xs[0], xs[1].reshape(n, -1), p.get("topk", 1))
-        if t == "cost.sum2":
-            x = xs[0]
-            return (x * x).to(torch.float64).sum().reshape(1)
-        raise ReplayError(f"layer '{layer.name}': the port has no '{t}' layer")  # pragma: no cover
-
     def _draw(self, fn, like: Tensor) -> Tensor:
         """A draw shaped like `like` from :attr:`generator` (torch's default one when None)."""
         if self.generator is None:
@@ -321,6 +246,8 @@ class ReleaseNet(nn.Module):
         return x.reshape(x.shape[0], channels, side, side)
 
     def _conv(self, layer: Layer, xs: list[Tensor]) -> Tensor:
+        """A conv or local layer (§3.4, §3.5): per input its connection table, padding and
+        overhang, the product, and the bias right after the first input."""
         mod = self._weight_layers[layer.name]
         y = None
         for i, g in enumerate(_conv_geoms(layer)):

@@ -422,3 +422,60 @@ def _logreg_costs(labels: Tensor, probs: Tensor, topk: int, fused: bool = False)
                                   torch.where(equal <= slots, torch.ones_like(slots), slots / equal))
         errs = torch.stack([n - top1.sum(), n - topk_credit.sum()])
     return torch.cat([nll.reshape(1), errs.to(nll.device)])
+
+
+# ---------------------------------------------------------------------------
+# Forwards with plain operations only, for export (same values as the forwards above,
+# without their autograd Functions, which a traced or exported graph cannot hold)
+
+
+def pool_forward(x: Tensor, kind: str, size: int, stride: int, start: int, outputs_x: int) -> Tensor:
+    """pool2d's forward values without its max-undo Function (§3.6)."""
+    if kind == "max":
+        xp = _exact_pad(x, start, outputs_x, size, stride, float("-inf"))
+        return F.max_pool2d(xp, size, stride).clamp_min(MAX_START)
+    if kind == "maxabs":  # largest |x| in the window, the later element winning ties; 0 if all outside
+        xp = _exact_pad(x, start, outputs_x, size, stride, float("nan"))
+        n, c = x.shape[:2]
+        cols = F.unfold(xp, size, stride=stride).view(n, c, size * size, -1)
+        mag = torch.nan_to_num(cols.abs(), nan=-1.0)
+        last = size * size - 1 - mag.flip(2).argmax(dim=2, keepdim=True)
+        y = cols.gather(2, last).squeeze(2)
+        return torch.nan_to_num(y, nan=0.0).view(n, c, outputs_x, outputs_x)
+    if kind == "avg":
+        # port.pool2d sums with F.avg_pool2d(divisor_override=1), which ONNX's AveragePool cannot
+        # express (the exporter drops the override and divides by size^2: found by the ONNX test).
+        # The same sums, added one window offset at a time in raster order from 0 (the engine's
+        # order, §7.2; the zero padding adds nothing), then one IEEE division by the in-image count.
+        xp = _exact_pad(x, start, outputs_x, size, stride, 0.0)
+        span = (outputs_x - 1) * stride + 1
+        acc = torch.zeros_like(xp[..., :span:stride, :span:stride])
+        for dy in range(size):
+            for dx in range(size):
+                acc = acc + xp[..., dy:dy + span:stride, dx:dx + span:stride]
+        counts = torch.tensor(_clipped_counts(start, outputs_x, size, stride, x.shape[-1]), dtype=x.dtype,
+                              device=x.device)
+        return acc / (counts.view(-1, 1) * counts.view(1, -1))
+    raise ReplayError(f"unknown pool '{kind}' (max, maxabs, avg)")
+
+
+def neuron_forward(kind: str, a: float, b: float, x: Tensor) -> Tensor:
+    """The port's neuron forward values; abs, brelu and drelu without their Functions (§3.11)."""
+    if kind == "abs":
+        return x.abs()
+    if kind == "brelu":
+        return torch.clamp(torch.clamp(x, min=0.0), max=a)
+    if kind == "drelu":
+        return x - a * _drelu_tanh(x, a)
+    if kind == "nrelu":
+        raise ReplayError("nrelu draws noise in every pass, the test pass included (engine.md §3.11, §13 "
+                          "item 7): its output is random, so the model cannot be exported deterministically")
+    return _neuron(kind, a, b, x, None)
+
+
+def eltmax_forward(xs: Sequence[Tensor]) -> Tensor:
+    """§3.14's forward: Y = max(X1, X0), then max(Y, Xi), as the port's _EltMax."""
+    y = torch.where(xs[1] > xs[0], xs[1], xs[0])
+    for x in xs[2:]:
+        y = torch.where(y > x, y, x)
+    return y

@@ -1,0 +1,262 @@
+"""One function per layer type: what the port computes for it (engine.md §3).
+
+Each function takes the module (:class:`~.network.ReleaseNet`, for the layer's
+weights, the draws and the conv products: its ``weight_layer``, ``_draw`` and
+``_conv``, underscored so that no layer's name can collide with them), the
+layer, its inputs as the network holds them (NCHW images, or (N, D)) and the
+:class:`Step` (train or test, the masks and noise to
+replay), and returns the layer's output (any layout with the right number of
+values per case) or, for a cost layer, its costs. ``@port_layer`` registers it
+under the cfg type with the parity suite's tolerance classes of its forward and
+of its backward (modernize/parity/tolerances.py explains each class), so adding a
+layer type to the port is adding one function here (docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import TYPE_CHECKING, Callable, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ...errors import ReplayError
+from ...original.layers import Layer, parse_neuron
+from .ops import (_EltMax, _logreg_costs, _neuron, blur, cross_map_norm, eltmax_forward, neuron_forward, pool2d,
+                  pool_forward, spatial_norm)
+
+if TYPE_CHECKING:  # annotations only: network.py imports this module to run the layers
+    from .network import ReleaseNet
+
+
+@dataclass
+class Step:
+    """What one forward pass gives every layer."""
+
+    train: bool
+    masks: dict[str, Tensor] = field(default_factory=dict)  # hs masks to replay, by layer
+    noise: dict[str, Tensor] = field(default_factory=dict)  # nrelu noise to replay, by layer
+
+
+Forward = Callable[["ReleaseNet", Layer, list, Step], Tensor]
+Tolerance = Union[str, Callable[[Layer], str]]
+
+
+@dataclass(frozen=True)
+class PortLayer:
+    """The port's implementation of one layer type."""
+
+    forward: Forward
+    tolerance: Tolerance       # the parity class of its forward (a class name, or one per layer)
+    grad_tolerance: Tolerance  # of its isolated backward with one consumer
+    check: Callable[[Layer], None] | None = None  # refuses a layer the port cannot run, at build
+    # The test-pass forward with plain operations only, for export (export.py), where the
+    # forward holds an autograd Function that a traced or exported graph cannot.
+    inference: Callable[[Layer, list], Tensor] | None = None
+
+
+LAYERS: dict[str, PortLayer] = {}
+
+
+def port_layer(type_: str, tolerance: Tolerance = "copy", grad_tolerance: Tolerance = "grad-copy",
+               check: Callable[[Layer], None] | None = None,
+               inference: Callable[[Layer, list], Tensor] | None = None) -> Callable[[Forward], Forward]:
+    """Register the decorated function as the port's `type_` layer."""
+    def register(fn: Forward) -> Forward:
+        if type_ in LAYERS:
+            raise ValueError(f"two port implementations of layer type {type_!r}")
+        LAYERS[type_] = PortLayer(fn, tolerance, grad_tolerance, check, inference)
+        return fn
+    return register
+
+
+def tolerance_class(layer: Layer, backward: bool = False) -> str:
+    """The parity class of the layer's forward (or isolated backward)."""
+    entry = LAYERS[layer.type]
+    t = entry.grad_tolerance if backward else entry.tolerance
+    return t(layer) if callable(t) else t
+
+
+def _image(x: Tensor, channels: int, side: int) -> Tensor:
+    return x.reshape(x.shape[0], channels, side, side)
+
+
+def _flat(x: Tensor) -> Tensor:
+    return x.reshape(x.shape[0], -1)
+
+
+# ---- data, weight layers (§3.1, §3.2, §3.4, §3.5) --------------------------------------------
+
+@port_layer("data")
+def _data(net: ReleaseNet, layer: Layer, xs: list, step: Step) -> Tensor:  # filled by ReleaseNet._data
+    raise ReplayError(f"layer '{layer.name}' is a data layer")
+
+
+@port_layer("conv", "gemm", "grad-gemm")
+def _conv(net: ReleaseNet, layer: Layer, xs: list, step: Step) -> Tensor:
+    return net._conv(layer, xs)
+
+
+@port_layer("local", "gemm", "grad-gemm")
+def _local(net: ReleaseNet, layer: Layer, xs: list, step: Step) -> Tensor:
+    return net._conv(layer, xs)
+
+
+@port_layer("fc", "gemm", "grad-gemm")
+def _fc(net: ReleaseNet, layer: Layer, xs: list, step: Step) -> Tensor:
+    mod = net.weight_layer(layer.name)
+    y = F.linear(_flat(xs[0]), mod.weight[0], mod.bias)  # §1.4: the bias right after input 0
+    for i in range(1, len(xs)):
+        y = y + F.linear(_flat(xs[i]), mod.weight[i])
+    return y
+
+
+# ---- pool (§3.6), norms (§3.8–§3.10) -------------------------------------------------------------
+
+def _check_pool(layer: Layer) -> None:
+    if layer.attrs["pool"] == "rand" and not layer.params.get("doMax"):
+        raise ReplayError(f"layer '{layer.name}': pool=rand without doMax uses a kernel that was never "
+                          "published (engine.md §3.6); only doMax=1 (max pooling) is supported")
+
+
+def _pool_args(layer: Layer, xs: list) -> tuple:
+    a = layer.attrs
+    kind = "max" if a["pool"] == "rand" else a["pool"]  # rand reaches here only with doMax: max pooling
+    return _image(xs[0], a["channels"], a["imgSize"]), kind, a["sizeX"], a["stride"], a["start"], a["outputsX"]
+
+
+@port_layer("pool", "pool", "grad-sum", check=_check_pool,
+            inference=lambda layer, xs: pool_forward(*_pool_args(layer, xs)))
+def _pool(net: ReleaseNet, layer: Layer, xs: list, step: Step) -> Tensor:
+    return pool2d(*_pool_args(layer, xs))
+
+
+@port_layer("rnorm", "norm", "grad-exp")
+def _rnorm(net: ReleaseNet, layer: Layer, xs: list, step: Step) -> Tensor:
+    a, p = layer.attrs, layer.params
+    return spatial_norm(_image(xs[0], a["channels"], a["imgSize"]), a["size"], p["scale"], p["pow"])
+
+
+@port_layer("cnorm", "norm", "grad-exp")
+def _cnorm(net: ReleaseNet, layer: Layer, xs: list, step: Step) -> Tensor:
+    a, p = layer.attrs, layer.params
+    return spatial_norm(_image(xs[0], a["channels"], a["imgSize"]), a["size"], p["scale"], p["pow"], contrast=True)
+
+
+@port_layer("cmrnorm", "norm", "grad-exp")
+def _cmrnorm(net: ReleaseNet, layer: Layer, xs: list, step: Step) -> Tensor:
+    a, p = layer.attrs, layer.params
+    return cross_map_norm(_image(xs[0], a["channels"], a["imgSize"]), a["size"], p["scale"], p["pow"],
+                          p.get("minDiv", 1.0), a.get("blocked", False))
+
+
+# ---- neuron (§3.11), softmax (§3.12), hs (§3.16) -------------------------------------------------
+
+# Neurons computed with +, * and comparisons only: bit-exact against the engine.
+_EXACT_NEURONS = ("relu", "nrelu", "brelu", "abs", "square", "linear", "ident")
+
+
+@lru_cache(maxsize=None)
+def _neuron_of(name: str, spec: str) -> tuple[str, float, float]:
+    kind, numbers = parse_neuron(spec, lambda why: ReplayError(f"layer '{name}': {why}"))
+    return (kind, *(list(numbers) + [0.0, 0.0])[:2])
+
+
+def _neuron_class(layer: Layer) -> str:
+    return "neuron" if _neuron_of(layer.name, layer.neuron or "")[0] in _EXACT_NEURONS else "neuron-exp"
+
+
+def _neuron_grad_class(layer: Layer) -> str:
+    return "grad-copy" if _neuron_class(layer) == "neuron" else "grad-exp"
+
+
+@port_layer("neuron", _neuron_class, _neuron_grad_class, check=lambda layer: _neuron_of(layer.name, layer.neuron or ""),
+            inference=lambda layer, xs: neuron_forward(*_neuron_of(layer.name, layer.neuron or ""), xs[0]))
+def _neuron_layer(net: ReleaseNet, layer: Layer, xs: list, step: Step) -> Tensor:
+    kind, a, b = _neuron_of(layer.name, layer.neuron or "")
+    eps = None
+    if kind == "nrelu":  # one N(0,1) draw per element, every pass (§3.11), or the one given
+        eps = step.noise.get(layer.name)
+        if eps is None:
+            eps = net._draw(torch.randn, xs[0])
+        eps = eps.reshape(xs[0].shape).to(xs[0])
+        net.last_noise[layer.name] = eps
+    return _neuron(kind, a, b, xs[0], eps)
+
+
+@port_layer("softmax", "softmax", "grad-exp")
+def _softmax(net: ReleaseNet, layer: Layer, xs: list, step: Step) -> Tensor:
+    return F.softmax(_flat(xs[0]), dim=1)
+
+
+@port_layer("hs")
+def _hs(net: ReleaseNet, layer: Layer, xs: list, step: Step) -> Tensor:
+    x = xs[0]
+    if step.train and layer.params.get("enable", True):
+        m = step.masks.get(layer.name)
+        if m is None:
+            m = (net._draw(torch.rand, x) < layer.attrs["keep"]).to(x.dtype)
+        m = m.reshape(x.shape).to(x)
+        net.last_masks[layer.name] = m
+        return x * m  # no rescaling at train time (§3.16)
+    return x * float(np.float32(layer.attrs["keep"]))
+
+
+# ---- eltsum (§3.13), eltmax (§3.14), concat (§3.15) -----------------------------------------------
+
+@port_layer("eltsum", "eltsum")
+def _eltsum(net: ReleaseNet, layer: Layer, xs: list, step: Step) -> Tensor:
+    coeffs = layer.attrs["coeffs"]
+    y = _flat(xs[0]) * float(np.float32(coeffs[0]))
+    for i in range(1, len(xs)):
+        y = y + _flat(xs[i]) * float(np.float32(coeffs[i]))
+    return y
+
+
+@port_layer("eltmax", "copy", "grad-sum", inference=lambda layer, xs: eltmax_forward([_flat(x) for x in xs]))
+def _eltmax(net: ReleaseNet, layer: Layer, xs: list, step: Step) -> Tensor:
+    return _EltMax.apply(*[_flat(x) for x in xs])
+
+
+@port_layer("concat")
+def _concat(net: ReleaseNet, layer: Layer, xs: list, step: Step) -> Tensor:
+    return torch.cat([_flat(x) for x in xs], dim=1)
+
+
+# ---- nailbed (§3.17), blur (§3.18), href (§3.19) ---------------------------------------------------
+
+@port_layer("nailbed")
+def _nailbed(net: ReleaseNet, layer: Layer, xs: list, step: Step) -> Tensor:
+    a = layer.attrs
+    s0, st, ox = a["start"], a["stride"], a["outputsX"]
+    return _image(xs[0], a["channels"], a["imgSize"])[:, :, s0::st, s0::st][:, :, :ox, :ox]
+
+
+@port_layer("blur", "blur", "grad-sum")
+def _blur(net: ReleaseNet, layer: Layer, xs: list, step: Step) -> Tensor:
+    a = layer.attrs
+    taps = [float(np.float32(v)) for v in a["filter"]]  # float32 taps, as the engine holds them
+    return blur(_image(xs[0], a["channels"], a["imgSize"]), taps)
+
+
+@port_layer("href")
+def _href(net: ReleaseNet, layer: Layer, xs: list, step: Step) -> Tensor:
+    # Its overwriting backward (§13 item 8) is arranged by ReleaseNet, which detaches later uses of its input.
+    return _image(xs[0], layer.attrs["channels"], layer.attrs["imgSize"]).flip(-1)
+
+
+# ---- cost layers (§3.23, §3.27) ---------------------------------------------------------------------
+
+@port_layer("cost.logreg", "cost", "grad-exp")
+def _logreg(net: ReleaseNet, layer: Layer, xs: list, step: Step) -> Tensor:
+    # Under a fused softmax (§3.12) ReleaseNet calls _logreg_costs with fused=True instead.
+    return _logreg_costs(xs[0], _flat(xs[1]), layer.params.get("topk", 1))
+
+
+@port_layer("cost.sum2", "cost", "grad-exp")
+def _sum2(net: ReleaseNet, layer: Layer, xs: list, step: Step) -> Tensor:
+    x = xs[0]
+    return (x * x).to(torch.float64).sum().reshape(1)
