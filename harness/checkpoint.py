@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..engine import EngineNet
+from ..engine import WEIGHT_LAYER_TYPES, EngineNet
 from ..errors import ReplayError
 from ..files import atomic_write_bytes
 from ..original.shownet import load as load_config
@@ -34,14 +34,13 @@ from .release_checkpoint import load_release_checkpoint, read_release_checkpoint
 
 MAGIC = "alexnet-replay checkpoint"
 VERSION = 1
-WEIGHT_TYPES = ("conv", "local", "fc")
 
 
 def signature(net: EngineNet) -> list[list[Any]]:
     """[name, type, [matrix shapes...], bias shape] for every weight layer, in order."""
     sig = []
     for layer in net.config.layers.values():
-        if layer.type in WEIGHT_TYPES:
+        if layer.type in WEIGHT_LAYER_TYPES:
             sig.append([layer.name, layer.type, [list(shape) for shape in layer.weights], list(layer.biases)])
     return sig
 
@@ -50,7 +49,7 @@ def _targets(net: EngineNet) -> dict[str, tuple[str, str, int]]:
     """Checkpoint array name -> (kind, layer, input) of EngineNet.array / set_array."""
     targets = {}
     for layer in net.config.layers.values():
-        if layer.type not in WEIGHT_TYPES:
+        if layer.type not in WEIGHT_LAYER_TYPES:
             continue
         for i, src in enumerate(layer.weight_sources):
             if src is None:  # a shared matrix is stored once, by its owner

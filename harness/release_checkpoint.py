@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from ..engine import EngineNet
+from ..engine import WEIGHT_LAYER_TYPES, EngineNet
 from ..errors import ReplayError
 from ..files import atomic_write_bytes
 from .options import OPTIONS, parse_range
@@ -68,7 +68,6 @@ RELEASE_OPTION_NAMES = {
 }
 _OUR_TO_RELEASE = {ours: theirs for theirs, ours in RELEASE_OPTION_NAMES.items()}
 _RANGE_OPTIONS = ("train_range", "test_range")
-WEIGHT_TYPES = ("conv", "local", "fc")
 
 
 # -- reading --------------------------------------------------------------------------------------
@@ -241,7 +240,7 @@ def load_release_checkpoint(source: str | Path | ReleaseCheckpoint, net: EngineN
     ck = source if isinstance(source, ReleaseCheckpoint) else read_release_checkpoint(source)
     plan: list[tuple[str, str, int, np.ndarray]] = []  # (array kind, layer, input, values)
     missing, differing = [], []
-    ours = [l for l in net.config.layers.values() if l.type in WEIGHT_TYPES]
+    ours = [l for l in net.config.layers.values() if l.type in WEIGHT_LAYER_TYPES]
     for layer in ours:
         rec = ck.layers.get(layer.name)
         if rec is None or "weights" not in rec:
@@ -305,7 +304,7 @@ def layer_records(net: EngineNet) -> dict[str, dict[str, Any]]:
         rec.update(_plain(layer.params))
         if layer.neuron is not None:
             rec["neuron"] = layer.neuron
-        if layer.type in WEIGHT_TYPES:
+        if layer.type in WEIGHT_LAYER_TYPES:
             owners = {}
             for i, src in enumerate(layer.weight_sources):
                 owner, idx = (layer.name, i) if src is None else src

@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 from ..errors import ConfigError
 from .cfgfile import _WS, CfgFile, read_cfg
-from .values import MISSING, Reader, py2_float
+from .values import Reader, py2_float
 
 STRICT = "strict"
 LENIENT = "lenient"
@@ -723,7 +723,8 @@ _PARSERS: dict[str, Callable[[_Builder, str], Layer]] = {
     "concat": _concat,
     "nailbed": _nailbed,
     "blur": _blur,
-    **{t: (lambda kind: lambda b, n: _image_op(b, n, kind))(t) for t in ("href", "resize", "rscale", "rgb2yuv", "rgb2lab")},
+    **{t: (lambda kind: lambda b, n: _image_op(b, n, kind))(t)
+       for t in ("href", "resize", "rscale", "rgb2yuv", "rgb2lab")},
     **{t: (lambda kind: lambda b, n: _cost(b, n, kind))(t) for t in COST_TYPES},
 }
 assert set(_PARSERS) == set(LAYER_TYPES)

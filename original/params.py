@@ -25,7 +25,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from .cfgfile import CfgFile, read_cfg
 from .layers import LENIENT, Layer, Network
-from .values import MISSING, Reader, py2_float, py2_int
+from .values import Reader, py2_float, py2_int
 
 # §B.3 named-argument schedules: type -> argument names in their required order.
 SCHEDULES: dict[str, tuple[str, ...]] = {

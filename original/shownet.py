@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from .. import networks
 from .cfgfile import read_cfg
 from .layers import LENIENT, STRICT, DataProfile, Network, build_network, custom_profile
 from .params import apply_params
@@ -23,8 +24,6 @@ VERSION = 1
 
 def resolve_files(layers: str, params: str | None) -> tuple[Path, Path | None]:
     """A bundled network's name (``paper-2012``) or a path; bundled names bring their params."""
-    from .. import networks
-
     if layers in networks.names() and not Path(layers).exists():
         found = networks.bundled(layers)
         return found.layers, Path(params) if params else found.params

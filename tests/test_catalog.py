@@ -122,7 +122,8 @@ def test_unreadable_parameter_file_is_reported_not_raised(by_path):
 
 
 def test_recorded_results_of_the_paper_run(by_path):
-    results = [(r["kind"], r["nll"], r["top1"], r["topk"]) for r in by_path["layers/layer-params-145.cfg"]["recorded_results"]]
+    recorded = by_path["layers/layer-params-145.cfg"]["recorded_results"]
+    results = [(r["kind"], r["nll"], r["top1"], r["topk"]) for r in recorded]
     assert results == [("reported", 1.741473, 0.40664, 0.1821), ("multiview", 1.725738, 0.4025, 0.17994)]
 
 

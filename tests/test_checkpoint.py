@@ -143,7 +143,7 @@ def test_round_trip_in_both_formats_gives_identical_outputs(tmp_path):
     # own -> release -> own through the command: identical arrays
     assert main(["checkpoint", "convert", str(tmp_path / "own.npz"), str(tmp_path / "r.pkl")]) == 0
     assert main(["checkpoint", "convert", str(tmp_path / "r.pkl"), str(tmp_path / "again.npz")]) == 0
-    (m1, a1), (m2, a2) = ckpt.read_checkpoint(tmp_path / "own.npz"), ckpt.read_checkpoint(tmp_path / "again.npz")
+    (_, a1), (m2, a2) = ckpt.read_checkpoint(tmp_path / "own.npz"), ckpt.read_checkpoint(tmp_path / "again.npz")
     assert a1.keys() == a2.keys() and all(np.array_equal(a1[k], a2[k]) for k in a1)
     assert m2["state"]["epoch"] == 2 and m2["state"]["batches_done"] == 8
 

@@ -88,7 +88,8 @@ def test_bad_image_size_is_a_usage_error():
 
 
 @pytest.mark.parametrize("text, where", [
-    ("[data]\ntype=data\ndataIdx=0\n[c]\ntype=conv\ninputs=data\ngpu=0\n", "[c] key 'channels': required parameter 'channels' missing"),
+    ("[data]\ntype=data\ndataIdx=0\n[c]\ntype=conv\ninputs=data\ngpu=0\n",
+     "[c] key 'channels': required parameter 'channels' missing"),
     ("[data]\ntype=data\ndataIdx=zero\n", "line 3: [data] key 'dataIdx': must be an int (got 'zero')"),
     ("[x]\ntype=magic\n", "line 2: [x] key 'type': unknown layer type 'magic'"),
     ("junk\n[x]\n", "line 1: text before the first [section] header"),

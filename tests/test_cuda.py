@@ -152,7 +152,7 @@ def make_net(config, device: str, seed: int = 3) -> EngineNet:
     net = EngineNet(config, CASES_N, seed, device)
     rng = np.random.default_rng(seed)
     for layer in config.layers.values():
-        if layer.type not in ("conv", "local", "fc"):
+        if layer.type not in _core.WEIGHT_LAYER_TYPES:
             continue
         for i, (rows, cols) in enumerate(layer.weights):
             if layer.weight_sources[i] is None:
@@ -283,7 +283,7 @@ def compare_nets(cpu: EngineNet, gpu: EngineNet, kind: str, what: str) -> int:
             a, e = gpu.array(array, layer.name), cpu.array(array, layer.name)
             check(a, e, "cuda-exact" if array in ("mask", "noise") else kind, f"{what} {layer.name}.{array}")
             compared += 1
-        if layer.type in ("conv", "local", "fc"):
+        if layer.type in _core.WEIGHT_LAYER_TYPES:
             for i in range(len(layer.inputs)):
                 for array in ("weights", "weight_grad", "weight_inc"):
                     check(gpu.array(array, layer.name, i), cpu.array(array, layer.name, i),
@@ -314,7 +314,7 @@ def test_every_layer_type_matches_the_cpu_engine(tmp_path, case):
     gpu.backward()
     assert compare_nets(cpu, gpu, kind, "step 1:") > 0
     w0 = {(l.name, i): cpu.weights(l.name, i).copy() for l in config.layers.values()
-          if l.type in ("conv", "local", "fc") for i in range(len(l.inputs))}
+          if l.type in _core.WEIGHT_LAYER_TYPES for i in range(len(l.inputs))}
     cpu.update()
     gpu.update()
     for step in range(2):

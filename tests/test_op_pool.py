@@ -422,7 +422,7 @@ def test_concat_bit_exact():
     xs = [normal(r, d, N) for d in (3, 7, 1)]
     y = np.full((11, N), np.nan, F32)
     off = 0
-    for i, x in enumerate(xs):
+    for x in xs:
         _core.concat_fprop(x, y, off)
         # rows not yet written are untouched (still NaN)
         assert np.isnan(y[off + x.shape[0]:]).all()

@@ -10,7 +10,6 @@ without the layer's name.
 
 from __future__ import annotations
 
-import copy
 import re
 
 import numpy as np

@@ -211,7 +211,6 @@ def test_prefetch_gives_the_same_batch_and_leaves_the_generator_where_drawing_wo
 def test_multiview_views_are_the_exact_windows_hand_values(tmp_path):
     """A raw 3x6x6 image with pixel (c, y, x) = 36c + 6y + x, border 1 (crops 4x4). The 10 views of
     §D.4: (0,0), (0,2), (1,1), (2,0), (2,2), then the same flipped; each a block of N columns."""
-    size = 6
     img = (36 * np.arange(3)[:, None, None] + 6 * np.arange(6)[None, :, None] + np.arange(6)[None, None, :])
     data = np.stack([img.reshape(-1), (255 - img).reshape(-1)], axis=1).astype(np.uint8)  # 2 images
     d = tmp_path / "raw"

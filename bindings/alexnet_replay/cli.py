@@ -324,7 +324,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(handler=_cmd_parity)
 
-    p = sub.add_parser("export", help="the PyTorch port with the engine's weights as TorchScript or ONNX, checked")
+    p = sub.add_parser("export", help="the PyTorch port with the engine's weights as torch.export (.pt2) or ONNX, "
+                                      "checked")
     p.add_argument("layers", help="layer-definition file, or the name of a bundled network (paper-2012, cifar-18pct)")
     p.add_argument("params", nargs="?", help="layer-parameter file (a bundled network brings its own)")
     p.add_argument("--weights", metavar="FILE",
@@ -334,7 +335,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the initial weights, connection tables and the check's images (default 0)")
     p.add_argument("--to", required=True, metavar="FILE",
-                   help="output file: .pt for TorchScript, .onnx for ONNX (checked against the engine first)")
+                   help="output file: .pt2 for torch.export, .onnx for ONNX (.pt for TorchScript only where "
+                        "torch.jit is not deprecated); checked against the engine first")
     p.set_defaults(handler=_cmd_export)
 
     p = sub.add_parser("make-batches", help="write a data folder in the release's batch formats (CIFAR, ImageNet)")
@@ -347,7 +349,8 @@ def _parser() -> argparse.ArgumentParser:
                      "batches (driver.md §D.4 JPEG, or §D.5 raw with --format raw)")
     p.add_argument("--image-size", type=int, default=256, metavar="S",
                    help="--images: images are scaled (shorter side) and centre-cropped to SxS (default 256)")
-    p.add_argument("--batch-size", type=int, default=1024, metavar="N", help="--images: images per batch (default 1024)")
+    p.add_argument("--batch-size", type=int, default=1024, metavar="N",
+                   help="--images: images per batch (default 1024)")
     p.add_argument("--test-batches", type=int, default=1, metavar="K",
                    help="--images: the last K batches are test batches (default 1)")
     p.add_argument("--format", choices=("jpeg", "raw"), default="jpeg",

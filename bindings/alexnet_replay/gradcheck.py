@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .engine import EngineNet
+from .engine import WEIGHT_LAYER_TYPES, EngineNet
 from .original.layers import Network
 
 THRESHOLD = 0.02  # §8: relative error of a matrix must stay below 2%
@@ -89,7 +89,7 @@ def check_gradients(config: Network, data: Sequence[np.ndarray], seed: int = 0,
 
     jobs = []
     for name, layer in config.layers.items():
-        if layer.type not in ("conv", "local", "fc"):
+        if layer.type not in WEIGHT_LAYER_TYPES:
             continue
         w_step, b_step = steps or ((0.01, 0.01) if layer.type == "fc" else (0.02, 0.05))
         for i, src in enumerate(layer.weight_sources):

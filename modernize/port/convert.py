@@ -21,13 +21,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ...engine import WEIGHT_LAYER_TYPES
 from ...original.layers import Layer
 
 if TYPE_CHECKING:  # annotations only: network.py imports this module
     from .network import ReleaseNet
 
-# The layer types that hold weights (one matrix per input) and a bias.
-WEIGHT_TYPES = ("conv", "local", "fc")
+# The layer types that hold weights (one matrix per input) and a bias: the engine's table's.
+WEIGHT_TYPES = WEIGHT_LAYER_TYPES
 
 
 # ---------------------------------------------------------------------------

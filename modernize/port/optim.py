@@ -176,7 +176,7 @@ class ReleaseSGD(torch.optim.Optimizer):
 def _constrain(p: Tensor, group: dict) -> None:
     """§3.4 wcNormMin/Max (conv) then §3.2/§3.4/§3.5 max-norm on each output vector."""
     kind = group.get("kind")
-    if kind not in ("conv", "fc", "local"):
+    if kind not in WEIGHT_TYPES:
         return
     dims = {"conv": (1, 2, 3), "fc": (1,), "local": (3, 4, 5)}[kind]
     if kind == "conv" and group.get("norm_max", 0.0) > 0:
