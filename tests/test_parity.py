@@ -238,9 +238,6 @@ EXPECTED_NOT_RUNNING: dict[str, str] = {
     # treefc, the tree-structured classifier of the label-tree nets (engine.md §3.3)
     "layers/layers-137-tree.cfg": "layer 'fc1000': the engine has no 'treefc' layer",
     "layers/layers-146-2009-tree.cfg": "layer 'fc1000': the engine has no 'treefc' layer",
-    # cost.crossent2, the Flickr tag nets' element-wise cross-entropy (engine.md §3.25)
-    "layers/layers-flickr-102.cfg": "layer 'crossent': the engine has no 'cost.crossent2' layer",
-    "layers/layers-flickr-102-inet-init.cfg": "layer 'crossent': the engine has no 'cost.crossent2' layer",
 }
 
 

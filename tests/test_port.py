@@ -42,7 +42,7 @@ from alexnet_replay.errors import ReplayError  # noqa: E402
 from alexnet_replay.gradcheck import _gradient_config  # noqa: E402
 from alexnet_replay.modernize import parity, port  # noqa: E402
 from alexnet_replay.modernize.parity import (TOL, engine_image, forward_kind,  # noqa: E402
-                                             fused_softmax, isolated_backward, make_batch,
+                                             takes_fused_gradient, isolated_backward, make_batch,
                                              rescale_weights)
 from alexnet_replay.original.shownet import load as load_config  # noqa: E402
 from alexnet_replay.testing import assert_close  # noqa: E402
@@ -292,7 +292,7 @@ def check_end_to_end(run: Run) -> dict[str, int]:
             check(run.out[layer.name][:1], eng.costs()[layer.name][:1], "e2e-cost", f"{layer.name} cost")
             continue
         check(port.to_engine_acts(run.out[layer.name]), eng.acts(layer.name), "e2e-forward", f"{layer.name} output")
-        if run.needs_grad(layer.name) and not fused_softmax(cfg, layer.name):
+        if run.needs_grad(layer.name) and not takes_fused_gradient(cfg, layer.name):
             grad_check(run.grads.acts_grad[layer.name], eng.acts_grad(layer.name), layer.name in below,
                        f"{layer.name} received gradient", flips.get(layer.name))
     for layer in run.layers(*port.WEIGHT_TYPES):

@@ -281,7 +281,7 @@ void register_neuron_ops(pybind11::module_& m) {
       [](const py::object& t_obj, const py::object& probs_obj) {
         const ConstMatView probs = cmat(probs_obj, "probs");
         const ConstMatView t = cmat(t_obj, "targets", probs.rows, probs.cols);
-        cpu::CrossentCosts c;
+        CrossentCosts c;
         {
           py::gil_scoped_release release;
           c = cpu::crossent_cost(t, probs);

@@ -260,13 +260,46 @@ void plan_href(Plan&, LayerPlan& L) {
 
 // ---- cost layers (§3.23–§3.28) ----------------------------------------------------------------
 
-void plan_logreg(Plan&, LayerPlan& L) {
+void plan_logreg(Plan& P, LayerPlan& L) {
   if (L.input_sizes[0] != 1) fail(L, "cost.logreg takes labels and a softmax: its first input must be 1 row of labels");
   checked(L.spec, [&] { check_topk(L.spec.topk); });
   check_finite(L, "coeff", L.spec.coeff);
+  L.cost_terms = 3 * P.max_cases;  // per case: log p of the label, top-1 credit, top-k credit
 }
 
-void plan_sum2(Plan&, LayerPlan& L) { check_finite(L, "coeff", L.spec.coeff); }
+void plan_sum2(Plan&, LayerPlan& L) {
+  check_finite(L, "coeff", L.spec.coeff);
+  L.cost_terms = L.input_sizes[0];  // per row: the sum of its squares
+}
+
+// Costs of targets against predictions: two inputs of one size.
+void plan_targets_and_predictions(const LayerPlan& L) {
+  if (L.input_sizes[0] != L.input_sizes[1])
+    fail(L, L.spec.type + " takes targets and predictions of one size: " + str(L.input_sizes[0]) + " and " +
+                str(L.input_sizes[1]) + " values per case");
+  check_finite(L, "coeff", L.spec.coeff);
+}
+
+void plan_crossent(Plan& P, LayerPlan& L) {
+  plan_targets_and_predictions(L);
+  L.cost_terms = 2 * P.max_cases;  // per case: sum_i t_i*safelog(y_i), and its correct credit
+}
+
+void plan_crossent2(Plan&, LayerPlan& L) {
+  plan_targets_and_predictions(L);
+  L.cost_terms = L.input_sizes[1];  // per row
+}
+
+void plan_rflickr(Plan&, LayerPlan& L) {
+  plan_targets_and_predictions(L);
+  L.cost_terms = L.input_sizes[1];  // per row
+}
+
+void plan_gsum2(Plan&, LayerPlan& L) {
+  if (L.input_sizes[0] != 1) fail(L, "cost.gsum2 takes gates and x: its first input must be 1 row of gates");
+  check_finite(L, "coeff", L.spec.coeff);
+  L.cost_terms = L.input_sizes[1];  // per row of x
+}
 
 }  // namespace
 
@@ -292,6 +325,10 @@ const std::vector<LayerType>& layer_types() {
       {"href", false, false, 1, 1, "§3.19", plan_href},
       {"cost.logreg", false, true, 2, 2, "§3.23", plan_logreg},
       {"cost.sum2", false, true, 1, 1, "§3.27", plan_sum2},
+      {"cost.crossent", false, true, 2, 2, "§3.24", plan_crossent},
+      {"cost.crossent2", false, true, 2, 2, "§3.25", plan_crossent2},
+      {"cost.rflickr", false, true, 2, 2, "§3.26", plan_rflickr},
+      {"cost.gsum2", false, true, 2, 2, "§3.28", plan_gsum2},
   };
   return table;
 }

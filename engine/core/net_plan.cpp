@@ -160,7 +160,7 @@ void Plan::plan_weights(LayerPlan& L, const WeightLayout& layout) {
 
 // Which layers need a gradient (those that learn, and everything above them),
 // and which softmax layers take the fused gradient: their only consumer is a
-// cost.logreg that reads them as its probabilities (§3.12).
+// cost.logreg that reads them as its probabilities (§3.12)
 void Plan::mark_gradients() {
   for (LayerPlan& L : layers) {
     bool learns = false;  // its own matrices, or ones it shares from another layer (weightSource)
@@ -170,11 +170,14 @@ void Plan::mark_gradients() {
     for (int in : L.spec.inputs) below = below || layers[static_cast<size_t>(in)].needs_grad;
     L.needs_grad = learns || below;
   }
+  // ... and which logistic neurons take the fused crossent2 gradient (§3.11).
   for (LayerPlan& L : layers) {
-    if (L.is("softmax") && L.consumers.size() == 1) {
-      const LayerPlan& c = layers[static_cast<size_t>(L.consumers[0])];
-      L.fused_logreg = c.is("cost.logreg") && c.spec.inputs[1] == L.index;
-    }
+    if (L.consumers.size() != 1) continue;
+    const LayerPlan& c = layers[static_cast<size_t>(L.consumers[0])];
+    const bool probabilities = c.spec.inputs.size() == 2 && c.spec.inputs[1] == L.index;
+    L.fused_logreg = L.is("softmax") && c.is("cost.logreg") && probabilities;
+    L.fused_crossent2 = L.is("neuron") && L.neuron.type == NeuronType::kLogistic && c.is("cost.crossent2") &&
+                        probabilities;
   }
 }
 

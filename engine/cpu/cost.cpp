@@ -248,3 +248,60 @@ const bool sum2_registered = register_layer("cost.sum2", {sum2_forward, sum2_bac
 
 }  // namespace
 }  // namespace alexnet::cpu
+
+// ---- cost.crossent, cost.crossent2, cost.rflickr, cost.gsum2 in the CPU net ----------------------
+
+namespace alexnet::cpu {
+namespace {
+
+void crossent_forward(const LayerRun& r) {
+  const CrossentCosts c = crossent_cost(r.in(0), r.in(1));
+  r.set_costs({c.neg_log_lik, c.errors});
+}
+
+void crossent_backward(const LayerRun& r) {
+  // §3.24, as written: a softmax whose only consumer is this cost gets no gradient
+  // (the release's fused kernel exists but is never called).
+  const LayerPlan& probs = r.plan_of(r.spec().inputs[1]);
+  if ((probs.is("softmax") && probs.consumers.size() == 1) || !r.wants(1)) return;
+  float st = 0.0f;
+  const MatView dp = r.target(1, &st);
+  crossent_bprop(r.in(0), r.in(1), dp, r.spec().coeff, st);
+}
+
+void crossent2_forward(const LayerRun& r) { r.set_costs({crossent2_cost(r.in(0), r.in(1))}); }
+
+void crossent2_backward(const LayerRun& r) {  // unless the logistic below took the fused gradient (§3.11)
+  if (r.plan_of(r.spec().inputs[1]).fused_crossent2 || !r.wants(1)) return;
+  float st = 0.0f;
+  const MatView dy = r.target(1, &st);
+  crossent2_bprop(r.in(0), r.in(1), dy, r.spec().coeff, st);  // with the release's "+" (§13 item 2)
+}
+
+void rflickr_forward(const LayerRun& r) { r.set_costs({rflickr_cost(r.in(0), r.in(1))}); }
+
+void rflickr_backward(const LayerRun& r) {
+  if (!r.wants(1)) return;
+  float st = 0.0f;
+  const MatView dy = r.target(1, &st);
+  rflickr_bprop(r.in(0), r.in(1), dy, r.spec().coeff, st);
+}
+
+void gsum2_forward(const LayerRun& r) { r.set_costs({gsum2_cost(r.in(0).data, r.in(1))}); }
+
+void gsum2_backward(const LayerRun& r) {
+  float st = 0.0f;
+  if (r.wants(0)) gsum2_bprop_gates(r.in(1), r.target(0, &st).data, r.spec().coeff, st);
+  if (r.wants(1)) {
+    const MatView dx = r.target(1, &st);
+    gsum2_bprop_x(r.in(0).data, r.in(1), dx, r.spec().coeff, st);
+  }
+}
+
+const bool crossent_registered = register_layer("cost.crossent", {crossent_forward, crossent_backward});
+const bool crossent2_registered = register_layer("cost.crossent2", {crossent2_forward, crossent2_backward});
+const bool rflickr_registered = register_layer("cost.rflickr", {rflickr_forward, rflickr_backward});
+const bool gsum2_registered = register_layer("cost.gsum2", {gsum2_forward, gsum2_backward});
+
+}  // namespace
+}  // namespace alexnet::cpu

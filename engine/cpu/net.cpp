@@ -120,7 +120,7 @@ void CpuNet::backward() {
     const LayerPlan& L = plan_.layers[li];
     if (S.ops[li]->backward == nullptr || !L.needs_grad) continue;
     const LayerTimer timer(profile ? &layer_seconds : nullptr, L.spec.name, 1);
-    if (!L.type->cost && !S.layers[li].grad_set && !L.fused_logreg) continue;  // nothing reached it
+    if (!L.type->cost && !S.layers[li].grad_set && !L.takes_fused_gradient()) continue;  // nothing reached it
     const LayerRun run(plan_, S.layers, S.matrices, static_cast<int>(li), cases_, pass_, inject_masks, nullptr,
                        costs_);
     S.ops[li]->backward(run);

@@ -14,6 +14,7 @@
 // Threads: every output element is computed by one thread from its own inputs,
 // so results do not depend on the thread count.
 #include "alexnet/cpu/neuron.h"
+#include "alexnet/cpu/cost.h"  // crossent2_logistic_bprop, the fused gradient
 #include "alexnet/cpu/layer.h"
 
 #include <cmath>
@@ -161,7 +162,14 @@ void forward(const LayerRun& r) {
 }
 
 void backward(const LayerRun& r) {
-  single_input_backward(r, [&](MatView dx, float st) { neuron_bprop(r.layer.neuron, r.in(0), r.out(), r.dy(), dx, st); });
+  single_input_backward(r, [&](MatView dx, float st) {
+    if (r.layer.fused_crossent2) {  // §3.11: the crossent2 above's gradient coeff*(t - y); its own dY is ignored
+      const LayerPlan& cost = r.plan_of(r.layer.consumers[0]);
+      crossent2_logistic_bprop(r.acts_of(cost.spec.inputs[0]), r.out(), dx, cost.spec.coeff, st);
+    } else {
+      neuron_bprop(r.layer.neuron, r.in(0), r.out(), r.dy(), dx, st);
+    }
+  });
 }
 
 const bool registered = register_layer("neuron", {forward, backward});

@@ -56,6 +56,12 @@ void blur_bprop(const Launch& l, const BlurParams& p, ConstMatView dy, MatView s
 namespace alexnet::cuda {
 namespace {
 
+// The taps in device memory.
+void setup(const LayerPlan& L, LayerStore& B, Devices& D) {
+  B.blur = L.blur;
+  B.blur.filter = D.upload(B.dev, L.spec.filter, "blur taps of layer '" + L.spec.name + "'");
+}
+
 void forward(const LayerRun& r) {
   r.op("fprop", [&] { blur_fprop(r.lc, r.store.blur, r.in(0), r.view(r.store.blur_tmp), r.out(), 0.0f); });
 }
@@ -66,7 +72,7 @@ void backward(const LayerRun& r) {
   });
 }
 
-const bool registered = register_layer("blur", {forward, backward});
+const bool registered = register_layer("blur", {forward, backward, setup});
 
 }  // namespace
 }  // namespace alexnet::cuda

@@ -259,6 +259,19 @@ void conv_bprop_bias(const Launch& l, ConstMatView dy, MatView gb, bool shared, 
 // ---- the conv layer in the CUDA net (layer.h) -----------------------------------------------
 
 namespace alexnet::cuda {
+
+void setup_conv_tables(const LayerPlan& L, LayerStore& B, Devices& D) {
+  const std::string of = " of layer '" + L.spec.name + "'";
+  for (size_t i = 0; i < L.conv.size(); ++i) {
+    ConvParams p = L.conv[i];
+    std::vector<int64_t> feeds, cursor;
+    build_conv_feeds(p, feeds, cursor);
+    B.feeds.push_back(D.upload(B.dev, feeds, "conv feeds" + of));
+    if (!L.spec.conv[i].conns.empty()) p.conns = D.upload(B.dev, L.spec.conv[i].conns, "connection table" + of);
+    B.conv.push_back(p);
+  }
+}
+
 namespace {
 
 ConvWorkspace workspace(const LayerRun& r, size_t i) {
@@ -301,7 +314,7 @@ void backward(const LayerRun& r) {
       });
 }
 
-const bool registered = register_layer("conv", {forward, backward});
+const bool registered = register_layer("conv", {forward, backward, setup_conv_tables});
 
 }  // namespace
 }  // namespace alexnet::cuda

@@ -54,10 +54,7 @@ struct LayerStore {
   // Replicas of acts / grad on other devices (engine.md §6), by device.
   std::map<int, float*> acts_on, grad_on;
   std::map<int, bool> acts_fresh;  // replica refreshed in this forward
-  // Device scratch of the cost kernels.
-  float* cost_log_p = nullptr;     // logreg: (max_cases)
-  double* cost_credits = nullptr;  // logreg: (2·max_cases)
-  double* cost_rows = nullptr;     // sum2: (D_in)
+  double* cost_terms = nullptr;  // cost layers: LayerPlan::cost_terms doubles of device scratch
 };
 
 class LayerRun {
@@ -161,6 +158,9 @@ inline const float* LayerRun::acts_here(int other) const {
 struct LayerOps {
   void (*forward)(const LayerRun& run);
   void (*backward)(const LayerRun& run);  // called only when the layer needs a gradient and got one
+  // Optional: device copies of the tables a layer's kernels read (conv's channel
+  // tables, blur's taps), made once when the net is built, into its LayerStore.
+  void (*setup)(const LayerPlan& layer, LayerStore& store, Devices& devices) = nullptr;
 };
 
 // As cpu/layer.h: each layer's file registers its implementation under its
@@ -168,6 +168,10 @@ struct LayerOps {
 bool register_layer(const char* name, LayerOps ops);
 const LayerOps* find_layer(std::string_view name);
 std::vector<std::string> registered_layers();
+
+// conv and local (conv.cu): the device copies of each input's channel table
+// (build_conv_feeds) and connection table, into store.feeds and store.conv.
+void setup_conv_tables(const LayerPlan& layer, LayerStore& store, Devices& devices);
 
 // The forward of a weight layer (§1.4): product(i, y, st) per input, the first
 // overwriting, the later ones adding; add_bias(y) right after the first.

@@ -114,7 +114,7 @@ void backward(const LayerRun& r) {
       });
 }
 
-const bool registered = register_layer("local", {forward, backward});
+const bool registered = register_layer("local", {forward, backward, setup_conv_tables});
 
 }  // namespace
 }  // namespace alexnet::cuda

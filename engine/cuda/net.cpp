@@ -91,27 +91,10 @@ CudaNet::CudaNet(std::vector<LayerSpec> specs, int64_t max_cases, uint64_t seed,
       B.draws.assign(static_cast<size_t>(size), 1.0f);
     }
     if (L.has_blur_tmp) B.blur_tmp = D.alloc(B.dev, size, "blur scratch" + of);
-
-    for (size_t i = 0; i < L.conv.size(); ++i) {  // conv, local: the tables kernels index on the device
-      ConvParams p = L.conv[i];
-      std::vector<int64_t> feeds, cursor;
-      build_conv_feeds(p, feeds, cursor);
-      B.feeds.push_back(D.upload(B.dev, feeds, "conv feeds" + of));
-      if (!s.conv[i].conns.empty()) p.conns = D.upload(B.dev, s.conv[i].conns, "connection table" + of);
-      B.conv.push_back(p);
-    }
-    if (L.is("blur")) {
-      B.blur = L.blur;
-      B.blur.filter = D.upload(B.dev, s.filter, "blur taps" + of);
-    }
-    if (L.is("cost.logreg")) {
-      B.cost_log_p = D.alloc(B.dev, max_cases, "logreg cost terms" + of);
-      B.cost_credits = static_cast<double*>(
-          D.alloc_bytes(B.dev, 2 * max_cases * static_cast<int64_t>(sizeof(double)), "logreg credits" + of));
-    }
-    if (L.is("cost.sum2"))
-      B.cost_rows = static_cast<double*>(D.alloc_bytes(
-          B.dev, std::max<int64_t>(1, L.input_sizes[0]) * static_cast<int64_t>(sizeof(double)), "sum2 terms" + of));
+    if (L.cost_terms > 0)
+      B.cost_terms = static_cast<double*>(
+          D.alloc_bytes(B.dev, L.cost_terms * static_cast<int64_t>(sizeof(double)), "cost terms" + of));
+    if (ops->setup != nullptr) ops->setup(L, B, D);  // the layer's own device tables (conv's, blur's taps)
   }
 
   // Weight matrices and biases, on the device of the layer that owns them. A
@@ -135,7 +118,7 @@ CudaNet::CudaNet(std::vector<LayerSpec> specs, int64_t max_cases, uint64_t seed,
                                     plan_.layers[static_cast<size_t>(P.layer)].spec.name + "' on another device");
     }
 
-  // Replicas for inputs on another device (and the labels of a fused softmax).
+  // Replicas for inputs on another device (and the labels of a fused cost).
   auto need_replica = [&](int producer, int dev, bool grad) {
     LayerStore& P = S.layers[static_cast<size_t>(producer)];
     const std::string& name = plan_.layers[static_cast<size_t>(producer)].spec.name;
@@ -149,7 +132,7 @@ CudaNet::CudaNet(std::vector<LayerSpec> specs, int64_t max_cases, uint64_t seed,
     for (int in : L.spec.inputs)
       if (S.layers[static_cast<size_t>(in)].dev != dev)
         need_replica(in, dev, plan_.layers[static_cast<size_t>(in)].needs_grad);
-    if (L.fused_logreg) {
+    if (L.takes_fused_gradient()) {  // its cost's labels or targets
       const int labels = plan_.layers[static_cast<size_t>(L.consumers[0])].spec.inputs[0];
       if (S.layers[static_cast<size_t>(labels)].dev != dev) need_replica(labels, dev, false);
     }
@@ -266,7 +249,7 @@ void CudaNet::backward() {
     const LayerPlan& L = plan_.layers[li];
     const LayerStore& B = S.layers[li];
     if (S.ops[li]->backward == nullptr || !L.needs_grad) continue;
-    if (!L.type->cost && !B.grad_set && !L.fused_logreg) continue;  // nothing reached it
+    if (!L.type->cost && !B.grad_set && !L.takes_fused_gradient()) continue;  // nothing reached it
     // Input i's acts on this layer's device (the replicas were filled in forward).
     std::vector<ConstMatView> ins;
     for (size_t i = 0; i < L.spec.inputs.size(); ++i) {

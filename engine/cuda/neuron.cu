@@ -9,6 +9,7 @@
 // square, linear and ident are bit-identical to the CPU; the others are "close
 // only" (CUDA's expf/logf are within 2 ulp, glibc's within 1).
 #include "alexnet/cuda/neuron.h"
+#include "alexnet/cuda/cost.h"  // crossent2_logistic_bprop, the fused gradient
 #include "layer.h"
 #include "common.cuh"
 
@@ -119,9 +120,18 @@ void forward(const LayerRun& r) {
 }
 
 void backward(const LayerRun& r) {
-  single_input_backward(r, [&](MatView dx, float st) {
-    neuron_bprop(r.lc, r.layer.neuron, r.in(0), r.out(), r.dy(), dx, st);
-  });
+  if (!r.wants(0)) return;
+  if (r.layer.fused_crossent2) {  // §3.11: the crossent2 above's gradient coeff*(t - y); its own dY is ignored
+    const LayerPlan& cost = r.plan_of(r.layer.consumers[0]);
+    const ConstMatView targets(r.acts_here(cost.spec.inputs[0]), r.spec().outputs, r.n);
+    r.contribute(0, "bprop_crossent2", [&](MatView dx, float st) {
+      crossent2_logistic_bprop(r.lc, targets, r.out(), dx, cost.spec.coeff, st);
+    });
+  } else {
+    r.contribute(0, "bprop", [&](MatView dx, float st) {
+      neuron_bprop(r.lc, r.layer.neuron, r.in(0), r.out(), r.dy(), dx, st);
+    });
+  }
 }
 
 const bool registered = register_layer("neuron", {forward, backward});

@@ -25,7 +25,7 @@ import json
 from .metrics import Metric, measure, measure_numpy, measure_rerouted
 from .report import (FORMAT, QUANTITY_ORDER, VERSION, ParityReport, report_html, report_markdown, summary_text,
                      write_report)
-from .runner import (FAULTS, classes_of, engine_image, fused_softmax, gate_flips, isolated_backward, make_batch,
+from .runner import (FAULTS, classes_of, engine_image, takes_fused_gradient, gate_flips, isolated_backward, make_batch,
                      rescale_weights, run_parity)
 from .tolerances import (CUDA_TOL, EXACT, REL_FLOOR, TOL, backward_kind, forward_kind, softmax_tol,
                          tolerances)
@@ -54,6 +54,6 @@ __all__ = [
     "run_parity", "cli_parity", "write_report", "summary_text", "report_markdown", "report_html", "ParityReport",
     "Metric", "measure", "measure_numpy", "measure_rerouted", "TOL", "CUDA_TOL", "EXACT", "REL_FLOOR",
     "tolerances", "forward_kind", "backward_kind", "softmax_tol", "FAULTS", "FORMAT", "VERSION", "QUANTITY_ORDER",
-    "classes_of", "engine_image", "fused_softmax", "gate_flips", "isolated_backward", "make_batch",
+    "classes_of", "engine_image", "takes_fused_gradient", "gate_flips", "isolated_backward", "make_batch",
     "rescale_weights",
 ]

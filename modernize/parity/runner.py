@@ -48,16 +48,15 @@ from .tolerances import backward_kind, forward_kind, softmax_tol, tolerances
 # and where the two forwards took different branches
 
 
-def fused_softmax(config, name: str) -> bool:
-    """§3.12: a softmax whose only consumer is a logreg (as its probabilities) gets the fused gradient."""
-    layer = config.layers[name]
-    users = [l for l in config.layers.values() if name in l.inputs]
-    return layer.type == "softmax" and len(users) == 1 and users[0].type == "cost.logreg" and \
-        users[0].inputs[1] == name
+def takes_fused_gradient(config, name: str) -> bool:
+    """Whether layer `name` takes its cost's gradient directly (port.fused_cost: a softmax
+    under a cost.logreg, §3.12, or a logistic under a cost.crossent2, §3.11)."""
+    return port.fused_cost(config, name) is not None
 
 
 def classes_of(config) -> int:
-    return next(l.outputs for l in config.layers.values() if l.type == "softmax")
+    """The softmax's class count (10 in a network without one, for its one-value data)."""
+    return next((l.outputs for l in config.layers.values() if l.type == "softmax"), 10)
 
 
 def make_batch(config, cases: int, seed: int):
@@ -302,7 +301,7 @@ def isolated_backward(cfg: Network, engine: EngineNet, mod, out: dict, masks: di
 
     Contributions to each producer come from its consumers in reverse execution order, the
     first overwriting (and href always overwriting, §13 item 8), as the engine adds them.
-    A fused softmax (§3.12) is skipped: the logreg's gradient goes to the softmax's input.
+    A fused layer (§3.12, §3.11) is skipped: its cost's gradient goes to the fused layer's input.
     `dev`: the port's device (the CPU when None).
     """
     dev = torch.device("cpu") if dev is None else dev
@@ -317,7 +316,7 @@ def isolated_backward(cfg: Network, engine: EngineNet, mod, out: dict, masks: di
         return out[name].requires_grad and cfg.layers[name].type != "data"
 
     for layer in reversed(list(cfg.layers.values())):
-        if layer.type == "data" or fused_softmax(cfg, layer.name):
+        if layer.type == "data" or takes_fused_gradient(cfg, layer.name):
             continue
         xs = inputs_of(layer)
         wparams: list[tuple[int | None, torch.Tensor]] = []
@@ -326,10 +325,11 @@ def isolated_backward(cfg: Network, engine: EngineNet, mod, out: dict, masks: di
             wparams = [(i, p) for i, p in enumerate(w.weight)] + [(None, w.bias)]
         if layer.is_cost:
             coeff = layer.params.get("coeff", 1.0)
-            if layer.type == "cost.logreg" and fused_softmax(cfg, layer.inputs[1]):
-                soft = cfg.layers[layer.inputs[1]]  # the fused gradient goes to the softmax's input
+            if len(layer.inputs) == 2 and takes_fused_gradient(cfg, layer.inputs[1]):
+                soft = cfg.layers[layer.inputs[1]]  # the fused gradient goes to the fused layer's input
                 x = inputs_of(soft)[0]
-                cost = mod.layer_forward(layer.name, [xs[0], mod.layer_forward(soft.name, [x])])
+                cost = mod.layer_forward(layer.name, [xs[0], mod.layer_forward(soft.name, [x], fused=True)],
+                                         fused=True)
                 (g,) = torch.autograd.grad(-coeff * cost[0], [x])
                 targets = [(soft.inputs[0], g, soft)]
             else:
@@ -434,7 +434,7 @@ def _gradients(report: ParityReport, cfg: Network, cases: int, seed: int, dev, f
                         "forward_e2e", tol))
             continue
         add(measure(acts(out[layer.name]), engine.acts(layer.name), "e2e-forward", layer.name, "forward_e2e", tol))
-        if needs_grad(layer.name) and not fused_softmax(cfg, layer.name):
+        if needs_grad(layer.name) and not takes_fused_gradient(cfg, layer.name):
             add(grad_metric(grads.acts_grad[layer.name].cpu(), engine.acts_grad(layer.name), layer.name in below,
                             layer.name, "backward_e2e", flips.get(layer.name)))
     for layer in cfg.layers.values():

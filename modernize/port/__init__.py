@@ -33,7 +33,7 @@ from .convert import (WEIGHT_TYPES, EngineGradients, bias_from_engine, bias_shap
                       engine_gradients, from_engine_acts, load_engine_weights, masks_to_engine,
                       state_dict_from_engine, to_engine_acts, weight_from_engine, weight_shape, weight_to_engine)
 from .layers import LAYERS, Step, port_layer, tolerance_class
-from .network import SUPPORTED, ReleaseNet, build_module, draw_conns, draw_conns_rng
+from .network import SUPPORTED, ReleaseNet, build_module, draw_conns, draw_conns_rng, fused_cost
 from .ops import MAX_START, blur, cross_map_norm, pool2d, spatial_norm
 from .optim import ReleaseSGD, release_param_groups, schedule_rate
 
@@ -43,7 +43,7 @@ from .ops import (_EltMax, _FusedNLL, _FusedSoftmax, _clipped_counts, _drelu_tan
                   _exact_pad, _logreg_costs, _neuron)
 
 __all__ = [
-    "LAYERS", "Step", "port_layer", "tolerance_class", "ReleaseNet", "ReleaseSGD", "EngineGradients", "SUPPORTED",
+    "LAYERS", "Step", "port_layer", "fused_cost", "tolerance_class", "ReleaseNet", "ReleaseSGD", "EngineGradients", "SUPPORTED",
     "WEIGHT_TYPES", "MAX_START", "build_module",
     "pool2d", "cross_map_norm", "spatial_norm", "blur", "draw_conns", "draw_conns_rng", "engine_gradients",
     "state_dict_from_engine", "load_engine_weights", "copy_to_engine", "masks_to_engine", "to_engine_acts",

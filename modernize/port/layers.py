@@ -25,8 +25,8 @@ from torch import Tensor
 
 from ...errors import ReplayError
 from ...original.layers import Layer, parse_neuron
-from .ops import (_EltMax, _logreg_costs, _neuron, blur, cross_map_norm, eltmax_forward, neuron_forward, pool2d,
-                  pool_forward, spatial_norm)
+from .ops import (_Crossent2, _EltMax, _FusedLogistic, _FusedSoftmax, _logreg_costs, _neuron, blur, cross_map_norm,
+                  eltmax_forward, neuron_forward, pool2d, pool_forward, safelog, spatial_norm)
 
 if TYPE_CHECKING:  # annotations only: network.py imports this module to run the layers
     from .network import ReleaseNet
@@ -39,6 +39,9 @@ class Step:
     train: bool
     masks: dict[str, Tensor] = field(default_factory=dict)  # hs masks to replay, by layer
     noise: dict[str, Tensor] = field(default_factory=dict)  # nrelu noise to replay, by layer
+    # The layer is one of a fused pair (network.fused_cost): a softmax or logistic that
+    # takes its cost's gradient directly, or that cost (§3.12, §3.11).
+    fused: bool = False
 
 
 Forward = Callable[["ReleaseNet", Layer, list, Step], Tensor]
@@ -177,6 +180,8 @@ def _neuron_grad_class(layer: Layer) -> str:
             inference=lambda layer, xs: neuron_forward(*_neuron_of(layer.name, layer.neuron or ""), xs[0]))
 def _neuron_layer(net: ReleaseNet, layer: Layer, xs: list, step: Step) -> Tensor:
     kind, a, b = _neuron_of(layer.name, layer.neuron or "")
+    if step.fused:  # a logistic under its cost.crossent2 (§3.11)
+        return _FusedLogistic.apply(xs[0])
     eps = None
     if kind == "nrelu":  # one N(0,1) draw per element, every pass (§3.11), or the one given
         eps = step.noise.get(layer.name)
@@ -189,6 +194,8 @@ def _neuron_layer(net: ReleaseNet, layer: Layer, xs: list, step: Step) -> Tensor
 
 @port_layer("softmax", "softmax", "grad-exp")
 def _softmax(net: ReleaseNet, layer: Layer, xs: list, step: Step) -> Tensor:
+    if step.fused:  # under its cost.logreg (§3.12)
+        return _FusedSoftmax.apply(_flat(xs[0]))
     return F.softmax(_flat(xs[0]), dim=1)
 
 
@@ -252,11 +259,47 @@ def _href(net: ReleaseNet, layer: Layer, xs: list, step: Step) -> Tensor:
 
 @port_layer("cost.logreg", "cost", "grad-exp")
 def _logreg(net: ReleaseNet, layer: Layer, xs: list, step: Step) -> Tensor:
-    # Under a fused softmax (§3.12) ReleaseNet calls _logreg_costs with fused=True instead.
-    return _logreg_costs(xs[0], _flat(xs[1]), layer.params.get("topk", 1))
+    return _logreg_costs(xs[0], _flat(xs[1]), layer.params.get("topk", 1), fused=step.fused)
 
 
 @port_layer("cost.sum2", "cost", "grad-exp")
 def _sum2(net: ReleaseNet, layer: Layer, xs: list, step: Step) -> Tensor:
     x = xs[0]
     return (x * x).to(torch.float64).sum().reshape(1)
+
+
+@port_layer("cost.crossent", "cost", "grad-exp")
+def _crossent(net: ReleaseNet, layer: Layer, xs: list, step: Step) -> Tensor:
+    """§3.24: [-sum t*safelog(y), N - sum correct]. As written, a softmax whose only consumer
+    is this cost gets no gradient (the release's fused kernel is never called)."""
+    t, y = _flat(xs[0]), _flat(xs[1])
+    probs = net.config.layers[layer.inputs[1]]
+    if probs.type == "softmax" and sum(probs.name in u.inputs for u in net.config.layers.values()) == 1:
+        y = y.detach()
+    nll = -(t * safelog(y)).to(torch.float64).sum()
+    with torch.no_grad():  # correct: 1/#max when some maximal class has a positive target
+        top = y.amax(dim=1, keepdim=True)
+        at_max = y == top
+        hit = (at_max & (t > 0)).any(dim=1)
+        correct = torch.where(hit, 1.0 / at_max.sum(1).to(torch.float64), torch.zeros(hit.shape, dtype=torch.float64,
+                                                                                      device=hit.device))
+        errors = y.shape[0] - correct.sum()
+    return torch.cat([nll.reshape(1), errors.reshape(1).to(nll.device)])
+
+
+@port_layer("cost.crossent2", "cost", "grad-exp")
+def _crossent2(net: ReleaseNet, layer: Layer, xs: list, step: Step) -> Tensor:
+    return _Crossent2.apply(_flat(xs[0]), _flat(xs[1]), step.fused).reshape(1)
+
+
+@port_layer("cost.rflickr", "cost", "grad-exp")
+def _rflickr(net: ReleaseNet, layer: Layer, xs: list, step: Step) -> Tensor:
+    d = _flat(xs[1]) - _flat(xs[0])  # §3.26: sum log(1 + (y - t)^2)
+    return torch.log(1 + d * d).to(torch.float64).sum().reshape(1)
+
+
+@port_layer("cost.gsum2", "cost", "grad-exp")
+def _gsum2(net: ReleaseNet, layer: Layer, xs: list, step: Step) -> Tensor:
+    g, x = _flat(xs[0]), _flat(xs[1])  # §3.28: sum_n g_n * sum_d x[d, n]^2
+    return (g * (x * x)).to(torch.float64).sum().reshape(1)
+

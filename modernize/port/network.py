@@ -27,7 +27,7 @@ from ...errors import ReplayError
 from ...original.layers import Layer, Network
 from .convert import WEIGHT_TYPES, _conv_geoms, bias_shape, weight_from_engine, weight_shape
 from .layers import LAYERS, Step
-from .ops import _FusedSoftmax, _local, _logreg_costs
+from .ops import _local
 
 # The layer types the port builds (one function each in layers.py, the engine's
 # table's types); any other raises ReplayError naming the layer.
@@ -127,14 +127,12 @@ class ReleaseNet(nn.Module):
             for later in order[pos + 1:]:
                 if layer.inputs[0] in layers[later].inputs:
                     self._detached.add((later, layer.inputs[0]))
-        # §3.12: a softmax whose only consumer is a cost.logreg (as its probabilities) takes
-        # the fused gradient coeff * (onehot - p); see _FusedSoftmax.
-        self._fused_softmax: set[str] = set()
+        # §3.12, §3.11: the fused pairs (fused_cost), both layers of each run fused.
+        self._fused: set[str] = set()
         for layer in layers.values():
-            users = [u for u in layers.values() if layer.name in u.inputs]
-            if layer.type == "softmax" and len(users) == 1 and users[0].type == "cost.logreg" and \
-                    users[0].inputs[1] == layer.name:
-                self._fused_softmax.add(layer.name)
+            cost = fused_cost(config, layer.name)
+            if cost is not None:
+                self._fused |= {layer.name, cost}
         if init:
             self.init_release(seed)
 
@@ -186,30 +184,24 @@ class ReleaseNet(nn.Module):
                 out[layer.name] = self._data(layer, data)
                 continue
             xs = [out[i].detach() if (layer.name, i) in self._detached else out[i] for i in layer.inputs]
-            if layer.name in self._fused_softmax:
-                n = xs[0].shape[0]
-                out[layer.name] = _FusedSoftmax.apply(xs[0].reshape(n, -1)).reshape(n, *layer.shape)
-            elif layer.type == "cost.logreg" and layer.inputs[1] in self._fused_softmax:
-                n = xs[0].shape[0]
-                out[layer.name] = _logreg_costs(xs[0], xs[1].reshape(n, -1), layer.params.get("topk", 1), fused=True)
-            else:
-                out[layer.name] = self._run(layer, xs, train, masks, noise)
+            out[layer.name] = self._run(layer, xs, train, masks, noise, layer.name in self._fused)
         return out
 
     def layer_forward(self, name: str, inputs: Sequence[Tensor], train: bool | None = None,
                       masks: Mapping[str, Tensor] | None = None,
-                      noise: Mapping[str, Tensor] | None = None) -> Tensor:
+                      noise: Mapping[str, Tensor] | None = None, fused: bool = False) -> Tensor:
         """One layer on given inputs (its input layers' outputs, in order; any layout with
-        the right number of values per case): its output, or its costs for a cost layer."""
+        the right number of values per case): its output, or its costs for a cost layer.
+        `fused`: run it as one of a fused pair (fused_cost), as forward does."""
         layer = self.config.layers[name]
         if layer.type == "data":
             raise ReplayError(f"layer '{name}' is a data layer")
         train = self.training if train is None else train
-        return self._run(layer, list(inputs), train, dict(masks or {}), dict(noise or {}))
+        return self._run(layer, list(inputs), train, dict(masks or {}), dict(noise or {}), fused)
 
     def _run(self, layer: Layer, xs: list[Tensor], train: bool, masks: dict[str, Tensor],
-             noise: dict[str, Tensor]) -> Tensor:
-        y = LAYERS[layer.type].forward(self, layer, xs, Step(train, masks, noise))
+             noise: dict[str, Tensor], fused: bool = False) -> Tensor:
+        y = LAYERS[layer.type].forward(self, layer, xs, Step(train, masks, noise, fused))
         return y if layer.is_cost else y.reshape(y.shape[0], *layer.shape)
 
     def _data(self, layer: Layer, data: Sequence[Any] | Mapping[int, Any]) -> Tensor:
@@ -280,6 +272,23 @@ class ReleaseNet(nn.Module):
         if total is None:
             raise ReplayError("the network has no cost layer")
         return total
+
+
+def fused_cost(config: Network, name: str) -> str | None:
+    """The cost layer whose gradient layer `name` takes directly, or None: a softmax whose
+    only consumer is a cost.logreg reading it as its probabilities (§3.12), or a logistic
+    neuron whose only consumer is a cost.crossent2 reading it as its predictions (§3.11).
+    The engine's plan marks the same pairs (engine/core/net_plan.cpp)."""
+    layer = config.layers[name]
+    users = [u for u in config.layers.values() if name in u.inputs]
+    if len(users) != 1 or len(users[0].inputs) != 2 or users[0].inputs[1] != name:
+        return None
+    cost = users[0]
+    if layer.type == "softmax" and cost.type == "cost.logreg":
+        return cost.name
+    if layer.type == "neuron" and (layer.neuron or "").split("[")[0] == "logistic" and cost.type == "cost.crossent2":
+        return cost.name
+    return None
 
 
 def draw_conns_rng(config: Network, rng: np.random.RandomState) -> None:

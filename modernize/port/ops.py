@@ -175,6 +175,50 @@ class _FusedNLL(torch.autograd.Function):
         return g, None
 
 
+class _FusedLogistic(torch.autograd.Function):
+    """§3.11 logistic fused with the cost.crossent2 that is its only consumer.
+
+    Forward: the port's logistic. Backward: its incoming gradient is taken as dE/dx already
+    (what :class:`_Crossent2` sends when fused, coeff * (y - t)): the release's fused
+    gradient coeff * (t - y) in the engine's sign, whatever the crossent2's own formula."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        return _neuron("logistic", 0.0, 0.0, x, None)
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        return g
+
+
+def safelog(x: Tensor) -> Tensor:
+    """§3.24/§3.25: log(x) for x > 0, else -50."""
+    return torch.where(x > 0, torch.log(torch.where(x > 0, x, torch.ones_like(x))), torch.full_like(x, -50.0))
+
+
+class _Crossent2(torch.autograd.Function):
+    """§3.25 cost.crossent2: -sum [t safelog(y) + (1 - t) safelog(1 - y)] (float32 terms, float64 sum).
+
+    Backward, as the release computes it: fused (`fused`, y from a :class:`_FusedLogistic`):
+    dE/dy = coeff * (y - t), passed through to the logistic's input; unfused:
+    dE/dy = -coeff * (t/y + (1 - t)/(1 - y)), with the release's "+" where the true
+    derivative has a minus (engine.md §13 item 2)."""
+
+    @staticmethod
+    def forward(ctx, t: Tensor, y: Tensor, fused: bool) -> Tensor:
+        ctx.save_for_backward(t, y)
+        ctx.fused = fused
+        return -(t * safelog(y) + (1 - t) * safelog(1 - y)).to(torch.float64).sum()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        t, y = ctx.saved_tensors
+        coeff = grad.to(y.dtype)
+        if ctx.fused:
+            return None, coeff * (y - t), None
+        return None, -(coeff * (t / y + (1 - t) / (1 - y))), None
+
+
 class _Brelu(torch.autograd.Function):
     """§3.11 brelu[a]: min(a, max(0, x)); backward factor [0 < y < a] (clamp's autograd passes 1 at 0 and a)."""
 

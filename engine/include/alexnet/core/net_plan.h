@@ -62,7 +62,11 @@ struct LayerPlan {
   std::vector<int64_t> input_sizes;  // D of each input
   std::vector<int> consumers;
   bool needs_grad = false;    // something at or below it learns
-  bool fused_logreg = false;  // softmax whose only consumer is a cost.logreg reading it (§3.12)
+  bool fused_logreg = false;     // softmax whose only consumer is a cost.logreg reading it (§3.12)
+  bool fused_crossent2 = false;  // logistic neuron whose only consumer is a cost.crossent2 reading it (§3.11)
+  // It takes its cost's gradient directly (the fused kernels), so backward runs it
+  // though no gradient reached its output; the cost gives it none.
+  bool takes_fused_gradient() const { return fused_logreg || fused_crossent2; }
   std::vector<int> weights;   // per input: index into Plan::matrices (another layer's with weightSource)
   int bias = -1;              // index into Plan::matrices, or -1
   std::vector<int> owned;     // the matrices this layer owns (its own weights, then its bias)
@@ -84,6 +88,9 @@ struct LayerPlan {
   bool has_mask = false;   // hs
   bool has_noise = false;  // nrelu
   bool has_blur_tmp = false;
+  // Cost layers: how many float64 terms its cost adds up; a backend that forms
+  // them elsewhere before summing them on the host stages them (CUDA: device scratch).
+  int64_t cost_terms = 0;
 };
 
 // The arrays a net exposes (engine.md §1.2, §1.3 layouts).

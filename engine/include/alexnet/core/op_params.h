@@ -233,4 +233,10 @@ struct LogregCosts {
   double topk_errors;   // N - sum_n topk_n  (slots/e on ties)
 };
 
+// What cost.crossent reports (§3.24).
+struct CrossentCosts {
+  double neg_log_lik;  // -sum_n sum_i t_i * safelog(y_i)
+  double errors;       // N - sum_n correct_n (1/#max when a maximal class has a positive target)
+};
+
 }  // namespace alexnet

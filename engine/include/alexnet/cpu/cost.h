@@ -34,10 +34,6 @@ void logreg_softmax_bprop(const float* labels, ConstMatView probs, MatView dx, f
 void logreg_bprop(const float* labels, ConstMatView probs, MatView dprobs, float coeff, float scale_targets);
 
 // ---- cost.crossent (§3.24) ----------------------------------------------------
-struct CrossentCosts {
-  double neg_log_lik;  // -sum_n sum_i t_i * safelog(y_i)
-  double errors;       // N - sum_n correct_n
-};
 // Terms per case (cases in order, classes in order within a case).
 CrossentCosts crossent_cost(ConstMatView targets, ConstMatView probs);
 

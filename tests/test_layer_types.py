@@ -1,11 +1,18 @@
-"""The net plan (engine/core/net_plan.cpp): every LayerSpec is checked once, for both nets.
+"""Every layer type of the engine's table (engine/core/layer_types.cpp), in one place.
 
-A malformed spec, for every layer type (zero and negative sizes and strides, groups,
-mismatched outputs, wrong input counts, ...), fed through _core to the CPU net and to
-the CUDA net, raises ValueError naming the layer and the field, with the same message
-on both: the CUDA net builds the same Plan before it touches a device, so this runs
-without a GPU. The per-op bindings call the same checks, and give the same message
-without the layer's name.
+* A valid LayerSpec of each type builds and runs a step on the CPU net, and both
+  backends implement every row of the table.
+* The net plan (engine/core/net_plan.cpp) checks every LayerSpec once, for both nets: a
+  malformed spec, for every layer type (zero and negative sizes and strides, groups,
+  mismatched outputs, wrong input counts, ...), fed through _core to the CPU net and to
+  the CUDA net, raises ValueError naming the layer and the field, with the same message
+  on both (the CUDA net builds the same Plan before it touches a device, so this runs
+  without a GPU). The per-op bindings call the same checks, and give the same message
+  without the layer's name.
+* Small networks for the types no release file trains (the cost layers beyond logreg):
+  the engine against the PyTorch port, layer by layer (modernize/parity).
+
+Adding a layer type adds its cases here (docs/architecture.md, "Adding a layer type").
 """
 
 from __future__ import annotations
@@ -16,6 +23,9 @@ import numpy as np
 import pytest
 
 from alexnet_replay import _core
+from alexnet_replay.modernize import parity
+from alexnet_replay.original.layers import DataProfile, load_network
+from alexnet_replay.original.params import load_params
 
 # ---------------------------------------------------------------------------
 # Small valid specs, one per layer type: input images are 3x8x8 (D = 192).
@@ -94,6 +104,12 @@ VALID = {
     "cost.logreg": lambda: [data(), data("labels", 1, 1), _spec("probs", "softmax", [0], D),
                             _spec("logprob", "cost.logreg", [1, 2], 0, topk=1)],
     "cost.sum2": lambda: [data(), _spec("sum2", "cost.sum2", [0], 0, coeff=1.0)],
+    "cost.crossent": lambda: [data(), data("targets", D, 1), _spec("probs", "softmax", [0], D),
+                              _spec("crossent", "cost.crossent", [1, 2], 0)],
+    "cost.crossent2": lambda: [data(), data("targets", D, 1), _spec("y", "neuron", [0], D, neuron="logistic"),
+                               _spec("crossent2", "cost.crossent2", [1, 2], 0)],
+    "cost.rflickr": lambda: [data(), data("targets", D, 1), _spec("rflickr", "cost.rflickr", [1, 0], 0)],
+    "cost.gsum2": lambda: [data(), data("gates", 1, 1), _spec("gsum2", "cost.gsum2", [1, 0], 0)],
 }
 
 
@@ -215,6 +231,11 @@ MALFORMED = [
     ("logreg-topk-0", "cost.logreg", _set(3, topk=0), "logprob", "topk: must be >= 1"),
     ("logreg-has-outputs", "cost.logreg", _set(3, outputs=10), "logprob", "outputs: a cost layer has none"),
     ("sum2-two-inputs", "cost.sum2", _set(1, inputs=[0, 0]), "sum2", "cost.sum2 takes 1 input"),
+    ("crossent-sizes-differ", "cost.crossent", _set(1, outputs=D - 1), "crossent",
+     "cost.crossent takes targets and predictions of one size"),
+    ("crossent2-one-input", "cost.crossent2", _set(3, inputs=[2]), "crossent2", "cost.crossent2 takes 2 input"),
+    ("rflickr-coeff-inf", "cost.rflickr", _set(2, coeff=float("inf")), "rflickr", "coeff: must be a finite"),
+    ("gsum2-gates-rows", "cost.gsum2", _set(2, inputs=[0, 0]), "gsum2", "cost.gsum2 takes gates and x"),
     # the graph
     ("unknown-type", "fc", _set(1, type="treefc"), "fc", "the engine has no 'treefc' layer"),
     ("name-twice", "eltsum", _set(1, name="data"), "data", "name used twice"),
@@ -328,7 +349,8 @@ def test_per_op_bindings_give_the_plans_message_without_the_layer(case):
 
 def test_layer_type_table_is_exposed_once():
     assert _core.WEIGHT_LAYER_TYPES == ("conv", "local", "fc")
-    assert _core.COST_LAYER_TYPES == ("cost.logreg", "cost.sum2")
+    assert _core.COST_LAYER_TYPES == ("cost.logreg", "cost.sum2", "cost.crossent", "cost.crossent2", "cost.rflickr",
+                                      "cost.gsum2")
     assert _core.layer_type_info("eltmax") == {"weights": False, "cost": False, "min_inputs": 2, "max_inputs": None,
                                                 "spec": "§3.14"}
     with pytest.raises(KeyError):
@@ -341,3 +363,69 @@ def test_both_backends_implement_every_row_of_the_table():
     assert sorted(_core.cpu_layer_types()) == sorted(_core.LAYER_TYPES)
     if CUDA_COMPILED:
         assert sorted(_core.cuda_layer_types()) == sorted(_core.LAYER_TYPES)
+
+
+# ---------------------------------------------------------------------------
+# Small nets for the cost layers beyond logreg (engine.md §3.24–§3.28): an fc layer
+# under each, with targets (dataIdx=1, 0/1 values) or gates (one value per case).
+COST_BASE = """[data]
+type=data
+dataIdx=0
+
+[targets]
+type=data
+dataIdx=1
+
+[fc10]
+type=fc
+inputs=data
+outputs=10
+initW=0.05
+{neuron}
+"""
+COST_PARAMS = """[fc10]
+epsW=0.01
+epsB=0.02
+momW=0.9
+momB=0.9
+wc=0.004
+
+[{cost}]
+coeff={coeff}
+"""
+COST_NETS = {
+    # crossent2 on a logistic (fused, §3.11) and on the fc itself (the "+" of §13 item 2)
+    "crossent2-fused": ("neuron=logistic", "[cost]\ntype=cost.crossent2\ninputs=targets,fc10\ngpu=0\n", 1.0),
+    "crossent2-unfused": ("", "[cost]\ntype=cost.crossent2\ninputs=targets,fc10\ngpu=0\n", 0.01),
+    "rflickr": ("", "[cost]\ntype=cost.rflickr\ninputs=targets,fc10\ngpu=0\n", 0.5),
+    # crossent on a softmax that has another consumer (the gradient flows, §3.24) ...
+    "crossent": ("", "[probs]\ntype=softmax\ninputs=fc10\n\n[cost]\ntype=cost.crossent\ninputs=targets,probs\n"
+                 "gpu=0\n\n[sq]\ntype=cost.sum2\ninputs=probs\ngpu=0\n", 0.5),
+    # ... and on one that has none: as written, no gradient flows below it
+    "crossent-alone": ("", "[probs]\ntype=softmax\ninputs=fc10\n\n[cost]\ntype=cost.crossent\n"
+                       "inputs=targets,probs\ngpu=0\n\n[sq]\ntype=cost.sum2\ninputs=fc10\ngpu=0\n", 0.5),
+    "gsum2": ("", "[cost]\ntype=cost.gsum2\ninputs=targets,fc10\ngpu=0\n", 0.05),  # targets: one gate per case
+}
+
+
+@pytest.mark.parametrize("name", sorted(COST_NETS))
+def test_cost_layers_engine_and_port_agree(tmp_path, name):
+    neuron, cost, coeff = COST_NETS[name]
+    layers = tmp_path / "cost.layers.cfg"
+    params = tmp_path / "cost.params.cfg"
+    layers.write_text(COST_BASE.format(neuron=neuron) + "gpu=0\n\n" + cost)
+    extra = "\n[sq]\ncoeff=0.5\n" if "[sq]" in cost else ""
+    params.write_text(COST_PARAMS.format(cost="cost", coeff=coeff) + extra)
+    # 3x5x5 images; the further data matrices: 10-wide 0/1 targets, or gsum2's one gate per case
+    width = 1 if name == "gsum2" else 10
+    config = load_network(layers, DataProfile("cost-test", "3x5x5 images", (3, 5, 5), width, 10))
+    load_params(config, params)
+    report = parity.run_parity(config, minibatch=3, steps=2, seed=4)
+    assert report.passed, parity.summary_text(report)
+    costs = {m.layer for m in report.metrics if m.quantity == "forward" and m.kind == "cost"}
+    assert "cost" in costs
+    grads = {m.layer for m in report.metrics if m.quantity == "backward"}
+    if name == "crossent-alone":  # the fc's gradient comes from the sum2 only
+        assert "probs" not in grads
+    else:
+        assert "fc10" in grads
