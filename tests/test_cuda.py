@@ -107,6 +107,22 @@ CASES = {
                         "f: type=fc inputs=pre outputs=10 initW=0.05\nprobs: type=softmax inputs=f\n"
                         "logprob: type=cost.logreg inputs=labels,probs gpu=0\nsq: type=cost.sum2 inputs=probs\n",
                         f"f: {W}\nlogprob: coeff=1\n", "cuda-libm"),
+    # The cost layers beyond logreg and sum2 (§3.24–§3.28), on one-wide targets (the labels
+    # data matrix) so that they share this file's data: the values only have to agree.
+    "crossent": ("labels: type=data dataIdx=1\n"
+                 "f: type=fc inputs=pre outputs=1 initW=0.05\np: type=neuron inputs=f neuron=logistic\n"
+                 "c: type=cost.crossent inputs=labels,p gpu=0\n", f"f: {W}\nc: coeff=0.5\n", "cuda-libm"),
+    "crossent2-fused": ("labels: type=data dataIdx=1\n"
+                        "f: type=fc inputs=pre outputs=1 initW=0.05\np: type=neuron inputs=f neuron=logistic\n"
+                        "c: type=cost.crossent2 inputs=labels,p gpu=0\n", f"f: {W}\nc: coeff=1\n", "cuda-libm"),
+    "crossent2-unfused": ("labels: type=data dataIdx=1\n"
+                          "f: type=fc inputs=pre outputs=1 initW=0.05\np: type=neuron inputs=f neuron=logistic\n"
+                          "c: type=cost.crossent2 inputs=labels,p gpu=0\nsq: type=cost.sum2 inputs=p\n",
+                          f"f: {W}\nc: coeff=0.01\n", "cuda-libm"),
+    "rflickr": ("labels: type=data dataIdx=1\nf: type=fc inputs=pre outputs=1 initW=0.05\n"
+                "c: type=cost.rflickr inputs=labels,f gpu=0\n", f"f: {W}\nc: coeff=0.5\n", "cuda-libm"),
+    "gsum2": ("labels: type=data dataIdx=1\nt: type=neuron inputs=pre neuron=abs\n"
+              "c: type=cost.gsum2 inputs=labels,t gpu=0\n", "c: coeff=0.01\n", "cuda-libm"),
 }
 for _n, _cls in [("relu", "cuda-exact"), ("nrelu", "cuda-exact"), ("brelu[0.5]", "cuda-exact"),
                  ("abs", "cuda-exact"), ("square", "cuda-exact"), ("linear[-0.5,0.25]", "cuda-exact"),

@@ -43,8 +43,8 @@ from .ops import (_EltMax, _FusedNLL, _FusedSoftmax, _clipped_counts, _drelu_tan
                   _exact_pad, _logreg_costs, _neuron)
 
 __all__ = [
-    "LAYERS", "Step", "port_layer", "fused_cost", "tolerance_class", "ReleaseNet", "ReleaseSGD", "EngineGradients", "SUPPORTED",
-    "WEIGHT_TYPES", "MAX_START", "build_module",
+    "LAYERS", "Step", "port_layer", "fused_cost", "tolerance_class", "ReleaseNet", "ReleaseSGD", "EngineGradients",
+    "SUPPORTED", "WEIGHT_TYPES", "MAX_START", "build_module",
     "pool2d", "cross_map_norm", "spatial_norm", "blur", "draw_conns", "draw_conns_rng", "engine_gradients",
     "state_dict_from_engine", "load_engine_weights", "copy_to_engine", "masks_to_engine", "to_engine_acts",
     "from_engine_acts", "weight_from_engine", "weight_to_engine", "bias_from_engine", "bias_to_engine",
