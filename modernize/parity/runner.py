@@ -183,8 +183,8 @@ def _fault_scale(config: Network, module: port.ReleaseNet, name: str) -> None:
     """The layer's output is multiplied by 1 + 1e-4 (a small, smooth error)."""
     inner = module._run
 
-    def patched(layer, xs, train, masks, noise):
-        y = inner(layer, xs, train, masks, noise)
+    def patched(layer, xs, train, masks, noise, fused=False):
+        y = inner(layer, xs, train, masks, noise, fused)
         return y * (1 + 1e-4) if layer.name == name and not layer.is_cost else y
 
     module._run = patched  # instance attribute shadows the method that runs one layer
