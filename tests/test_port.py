@@ -42,8 +42,9 @@ from alexnet_replay.errors import ReplayError  # noqa: E402
 from alexnet_replay.gradcheck import _gradient_config  # noqa: E402
 from alexnet_replay.modernize import parity, port  # noqa: E402
 from alexnet_replay.modernize.parity import (TOL, engine_image, forward_kind,  # noqa: E402
-                                             takes_fused_gradient, isolated_backward, make_batch,
-                                             rescale_weights)
+                                             isolated_backward, make_batch, rescale_weights,
+                                             takes_fused_gradient)
+from alexnet_replay.modernize.parity.runner import layers_below  # noqa: E402
 from alexnet_replay.original.shownet import load as load_config  # noqa: E402
 from alexnet_replay.testing import assert_close  # noqa: E402
 
@@ -268,13 +269,7 @@ def check_end_to_end(run: Run) -> dict[str, int]:
     """
     cfg, eng = run.config, run.engine
     flips = gate_flips(run)
-    below: set[str] = set()
-    stack = [i for name in flips for i in cfg.layers[name].inputs]
-    while stack:
-        name = stack.pop()
-        if name not in below:
-            below.add(name)
-            stack.extend(cfg.layers[name].inputs)
+    below = layers_below(cfg, flips)
 
     def grad_check(actual, expected, diffuse: bool, what: str, mask=None) -> None:
         a = np.asarray(actual.detach().numpy() if isinstance(actual, torch.Tensor) else actual, dtype=np.float64)

@@ -252,16 +252,9 @@ namespace {
 
 void forward(const LayerRun& r) {
   weight_layer_forward(
-      r,
-      [&](size_t i, MatView y, float st) {
-        const MatrixPlan& w = r.weight_plan(i);
-        conv_fprop(r.layer.conv[i], r.in(i), ConstMatView(r.weight(i).w.data(), w.rows, w.cols), y, st,
-                   r.store().conv_scratch);
-      },
-      [&](MatView y) {
-        const MatrixPlan& b = r.bias_plan();
-        conv_add_bias(ConstMatView(r.bias().w.data(), b.rows, b.cols), y, r.spec().shared_biases);
-      });
+      r, [&](size_t i, MatView y, float st) { conv_fprop(r.layer.conv[i], r.in(i), r.matrix(i, &MatrixStore::w), y, st,
+                                                         r.store().conv_scratch); },
+      [&](MatView y) { conv_add_bias(r.bias_matrix(&MatrixStore::w), y, r.spec().shared_biases); });
 }
 
 void backward(const LayerRun& r) {
@@ -269,19 +262,13 @@ void backward(const LayerRun& r) {
   weight_layer_backward(
       r,
       [&](size_t i, MatView dx, float st) {
-        const MatrixPlan& w = r.weight_plan(i);
-        conv_bprop_acts(r.layer.conv[i], r.dy(), ConstMatView(r.weight(i).w.data(), w.rows, w.cols), dx, st,
-                        r.store().conv_scratch);
+        conv_bprop_acts(r.layer.conv[i], r.dy(), r.matrix(i, &MatrixStore::w), dx, st, r.store().conv_scratch);
       },
       [&](size_t i, bool first) {  // G (the update forms inc from it); later uses of a shared matrix add
-        const MatrixPlan& w = r.weight_plan(i);
-        conv_bprop_weights(r.layer.conv[i], r.in(i), r.dy(), MatView{r.weight(i).grad.data(), w.rows, w.cols},
-                           r.spec().partial_sum, inv_n, first ? 0.0f : 1.0f, r.store().conv_scratch);
+        conv_bprop_weights(r.layer.conv[i], r.in(i), r.dy(), r.matrix(i, &MatrixStore::grad), r.spec().partial_sum,
+                           inv_n, first ? 0.0f : 1.0f, r.store().conv_scratch);
       },
-      [&] {
-        const MatrixPlan& b = r.bias_plan();
-        conv_bprop_bias(r.dy(), MatView{r.bias().grad.data(), b.rows, b.cols}, r.spec().shared_biases, inv_n, 0.0f);
-      });
+      [&] { conv_bprop_bias(r.dy(), r.bias_matrix(&MatrixStore::grad), r.spec().shared_biases, inv_n, 0.0f); });
 }
 
 const bool registered = register_layer("conv", {forward, backward});

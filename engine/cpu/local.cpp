@@ -91,16 +91,9 @@ namespace {
 
 void forward(const LayerRun& r) {
   weight_layer_forward(
-      r,
-      [&](size_t i, MatView y, float st) {
-        const MatrixPlan& w = r.weight_plan(i);
-        local_fprop(r.layer.conv[i], r.in(i), ConstMatView(r.weight(i).w.data(), w.rows, w.cols), y, st,
-                    r.store().conv_scratch);
-      },
-      [&](MatView y) {  // one bias per output (F*M, 1)
-        const MatrixPlan& b = r.bias_plan();
-        conv_add_bias(ConstMatView(r.bias().w.data(), b.rows, b.cols), y, false);
-      });
+      r, [&](size_t i, MatView y, float st) { local_fprop(r.layer.conv[i], r.in(i), r.matrix(i, &MatrixStore::w), y,
+                                                          st, r.store().conv_scratch); },
+      [&](MatView y) { conv_add_bias(r.bias_matrix(&MatrixStore::w), y, false); });  // one bias per output
 }
 
 void backward(const LayerRun& r) {
@@ -108,19 +101,14 @@ void backward(const LayerRun& r) {
   weight_layer_backward(
       r,
       [&](size_t i, MatView dx, float st) {
-        const MatrixPlan& w = r.weight_plan(i);
-        local_bprop_acts(r.layer.conv[i], r.dy(), ConstMatView(r.weight(i).w.data(), w.rows, w.cols), dx, st,
-                         r.store().conv_scratch);
+        local_bprop_acts(r.layer.conv[i], r.dy(), r.matrix(i, &MatrixStore::w), dx, st, r.store().conv_scratch);
       },
       [&](size_t i, bool first) {  // inc <- mom*inc + (eps/N) G; mom 1 for later uses of a shared matrix
         const MatrixPlan& w = r.weight_plan(i);
-        local_bprop_weights(r.layer.conv[i], r.in(i), r.dy(), MatView{r.weight(i).inc.data(), w.rows, w.cols},
-                            w.eps * inv_n, first ? w.mom : 1.0f, r.store().conv_scratch);
+        local_bprop_weights(r.layer.conv[i], r.in(i), r.dy(), r.matrix(i, &MatrixStore::inc), w.eps * inv_n,
+                            first ? w.mom : 1.0f, r.store().conv_scratch);
       },
-      [&] {
-        const MatrixPlan& b = r.bias_plan();
-        conv_bprop_bias(r.dy(), MatView{r.bias().grad.data(), b.rows, b.cols}, false, inv_n, 0.0f);
-      });
+      [&] { conv_bprop_bias(r.dy(), r.bias_matrix(&MatrixStore::grad), false, inv_n, 0.0f); });
 }
 
 const bool registered = register_layer("local", {forward, backward});

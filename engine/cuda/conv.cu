@@ -274,24 +274,11 @@ void setup_conv_tables(const LayerPlan& L, LayerStore& B, Devices& D) {
 
 namespace {
 
-ConvWorkspace workspace(const LayerRun& r, size_t i) {
-  ConvWorkspace ws = r.ws;
-  ws.feeds = r.store.feeds[i];
-  return ws;
-}
-
 void forward(const LayerRun& r) {
   weight_layer_forward(
-      r,
-      [&](size_t i, MatView y, float st) {
-        const MatrixPlan& w = r.weight_plan(i);
-        conv_fprop(r.lc, r.gemm, r.store.conv[i], r.in(i), ConstMatView(r.weight(i).w, w.rows, w.cols), y, st,
-                   workspace(r, i));
-      },
-      [&](MatView y) {
-        const MatrixPlan& b = r.bias_plan();
-        conv_add_bias(r.lc, ConstMatView(r.bias().w, b.rows, b.cols), y, r.spec().shared_biases);
-      });
+      r, [&](size_t i, MatView y, float st) { conv_fprop(r.lc, r.gemm, r.store.conv[i], r.in(i),
+                                                         r.matrix(i, &MatrixStore::w), y, st, r.conv_workspace(i)); },
+      [&](MatView y) { conv_add_bias(r.lc, r.bias_matrix(&MatrixStore::w), y, r.spec().shared_biases); });
 }
 
 void backward(const LayerRun& r) {
@@ -299,18 +286,14 @@ void backward(const LayerRun& r) {
   weight_layer_backward(
       r,
       [&](size_t i, MatView dx, float st) {
-        const MatrixPlan& w = r.weight_plan(i);
-        conv_bprop_acts(r.lc, r.gemm, r.store.conv[i], r.dy(), ConstMatView(r.weight(i).w, w.rows, w.cols), dx, st,
-                        workspace(r, i));
+        conv_bprop_acts(r.lc, r.gemm, r.store.conv[i], r.dy(), r.matrix(i, &MatrixStore::w), dx, st, r.conv_workspace(i));
       },
       [&](size_t i, bool first) {  // G (the update forms inc from it); later uses of a shared matrix add
-        const MatrixPlan& w = r.weight_plan(i);
-        conv_bprop_weights(r.lc, r.gemm, r.store.conv[i], r.in(i), r.dy(), MatView{r.weight(i).grad, w.rows, w.cols},
-                           r.spec().partial_sum, inv_n, first ? 0.0f : 1.0f, workspace(r, i));
+        conv_bprop_weights(r.lc, r.gemm, r.store.conv[i], r.in(i), r.dy(), r.matrix(i, &MatrixStore::grad),
+                           r.spec().partial_sum, inv_n, first ? 0.0f : 1.0f, r.conv_workspace(i));
       },
       [&] {
-        const MatrixPlan& b = r.bias_plan();
-        conv_bprop_bias(r.lc, r.dy(), MatView{r.bias().grad, b.rows, b.cols}, r.spec().shared_biases, inv_n, 0.0f);
+        conv_bprop_bias(r.lc, r.dy(), r.bias_matrix(&MatrixStore::grad), r.spec().shared_biases, inv_n, 0.0f);
       });
 }
 

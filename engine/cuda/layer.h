@@ -79,7 +79,13 @@ class LayerRun {
   LayerStore& store;
   const Launch lc;    // the layer's device's stream, and its name for error messages
   const Gemm& gemm;   // the device's GEMM
-  const ConvWorkspace& ws;  // the device's conv scratch (feeds: set per input by the caller's copy)
+  const ConvWorkspace& ws;  // the device's conv scratch
+  // conv, local: the device's scratch with input i's channel table.
+  ConvWorkspace conv_workspace(size_t i) const {
+    ConvWorkspace w = ws;
+    w.feeds = store.feeds[i];
+    return w;
+  }
 
   MatView out() const { return view(store.acts); }
   ConstMatView dy() const { return view(store.grad); }
@@ -109,6 +115,16 @@ class LayerRun {
   const MatrixStore& weight(size_t i) const { return matrices_[static_cast<size_t>(layer.weights[i])]; }
   const MatrixPlan& bias_plan() const { return plan_.matrices[static_cast<size_t>(layer.bias)]; }
   const MatrixStore& bias() const { return matrices_[static_cast<size_t>(layer.bias)]; }
+
+  // Matrix i (weights, increment or gradient) and the biases as (rows, cols)
+  // row-major device views, the release's layouts for conv and local.
+  MatView matrix(size_t i, float* MatrixStore::*buffer) const {
+    const MatrixPlan& w = weight_plan(i);
+    return MatView{weight(i).*buffer, w.rows, w.cols};
+  }
+  MatView bias_matrix(float* MatrixStore::*buffer) const {
+    return MatView{bias().*buffer, bias_plan().rows, bias_plan().cols};
+  }
 
   void set_costs(std::vector<double> values) const { costs_[layer.spec.name] = std::move(values); }
 

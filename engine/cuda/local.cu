@@ -74,24 +74,11 @@ void local_bprop_weights(const Launch& l, const Gemm& gemm, const ConvParams& p,
 namespace alexnet::cuda {
 namespace {
 
-ConvWorkspace workspace(const LayerRun& r, size_t i) {
-  ConvWorkspace ws = r.ws;
-  ws.feeds = r.store.feeds[i];
-  return ws;
-}
-
 void forward(const LayerRun& r) {
   weight_layer_forward(
-      r,
-      [&](size_t i, MatView y, float st) {
-        const MatrixPlan& w = r.weight_plan(i);
-        local_fprop(r.lc, r.gemm, r.store.conv[i], r.in(i), ConstMatView(r.weight(i).w, w.rows, w.cols), y, st,
-                    workspace(r, i));
-      },
-      [&](MatView y) {  // one bias per output (F*M, 1)
-        const MatrixPlan& b = r.bias_plan();
-        conv_add_bias(r.lc, ConstMatView(r.bias().w, b.rows, b.cols), y, false);
-      });
+      r, [&](size_t i, MatView y, float st) { local_fprop(r.lc, r.gemm, r.store.conv[i], r.in(i),
+                                                          r.matrix(i, &MatrixStore::w), y, st, r.conv_workspace(i)); },
+      [&](MatView y) { conv_add_bias(r.lc, r.bias_matrix(&MatrixStore::w), y, false); });  // one bias per output
 }
 
 void backward(const LayerRun& r) {
@@ -99,19 +86,15 @@ void backward(const LayerRun& r) {
   weight_layer_backward(
       r,
       [&](size_t i, MatView dx, float st) {
-        const MatrixPlan& w = r.weight_plan(i);
-        local_bprop_acts(r.lc, r.gemm, r.store.conv[i], r.dy(), ConstMatView(r.weight(i).w, w.rows, w.cols), dx, st,
-                         workspace(r, i));
+        local_bprop_acts(r.lc, r.gemm, r.store.conv[i], r.dy(), r.matrix(i, &MatrixStore::w), dx, st,
+                         r.conv_workspace(i));
       },
       [&](size_t i, bool first) {  // inc <- mom*inc + (eps/N) G; mom 1 for later uses of a shared matrix
         const MatrixPlan& w = r.weight_plan(i);
-        local_bprop_weights(r.lc, r.gemm, r.store.conv[i], r.in(i), r.dy(), MatView{r.weight(i).inc, w.rows, w.cols},
-                            w.eps * inv_n, first ? w.mom : 1.0f, workspace(r, i));
+        local_bprop_weights(r.lc, r.gemm, r.store.conv[i], r.in(i), r.dy(), r.matrix(i, &MatrixStore::inc),
+                            w.eps * inv_n, first ? w.mom : 1.0f, r.conv_workspace(i));
       },
-      [&] {
-        const MatrixPlan& b = r.bias_plan();
-        conv_bprop_bias(r.lc, r.dy(), MatView{r.bias().grad, b.rows, b.cols}, false, inv_n, 0.0f);
-      });
+      [&] { conv_bprop_bias(r.lc, r.dy(), r.bias_matrix(&MatrixStore::grad), false, inv_n, 0.0f); });
 }
 
 const bool registered = register_layer("local", {forward, backward, setup_conv_tables});

@@ -54,6 +54,18 @@ def takes_fused_gradient(config, name: str) -> bool:
     return port.fused_cost(config, name) is not None
 
 
+def layers_below(config, names) -> set[str]:
+    """Every layer that feeds one of `names`, directly or through others."""
+    below: set[str] = set()
+    stack = [i for name in names for i in config.layers[name].inputs]
+    while stack:
+        name = stack.pop()
+        if name not in below:
+            below.add(name)
+            stack.extend(config.layers[name].inputs)
+    return below
+
+
 def classes_of(config) -> int:
     """The softmax's class count (10 in a network without one, for its one-value data)."""
     return next((l.outputs for l in config.layers.values() if l.type == "softmax"), 10)
@@ -413,13 +425,7 @@ def _gradients(report: ParityReport, cfg: Network, cases: int, seed: int, dev, f
     # End to end, with the gate flips of tests/test_port.py's check_end_to_end.
     flips = gate_flips(cfg, engine, out, cases)
     report.flips = {name: int(m.sum()) for name, m in flips.items()}
-    below: set[str] = set()
-    stack = [i for name in flips for i in cfg.layers[name].inputs]
-    while stack:
-        name = stack.pop()
-        if name not in below:
-            below.add(name)
-            stack.extend(cfg.layers[name].inputs)
+    below = layers_below(cfg, flips)
 
     def grad_metric(actual, expected, diffuse: bool, layer: str, quantity: str, mask=None) -> Metric:
         if diffuse:

@@ -82,6 +82,17 @@ class LayerRun {
   const MatrixPlan& bias_plan() const { return plan_.matrices[static_cast<size_t>(layer.bias)]; }
   MatrixStore& bias() const { return matrices_[static_cast<size_t>(layer.bias)]; }
 
+  // Matrix i (its weights, increment or gradient) and the biases as (rows, cols)
+  // row-major views, the release's layouts for conv and local (fc reads its
+  // Fortran matrix transposed, see fc.cpp).
+  MatView matrix(size_t i, std::vector<float> MatrixStore::*buffer) const {
+    const MatrixPlan& w = weight_plan(i);
+    return MatView{(weight(i).*buffer).data(), w.rows, w.cols};
+  }
+  MatView bias_matrix(std::vector<float> MatrixStore::*buffer) const {
+    return MatView{(bias().*buffer).data(), bias_plan().rows, bias_plan().cols};
+  }
+
   void set_costs(std::vector<double> values) const { costs_[layer.spec.name] = std::move(values); }
 
  private:
