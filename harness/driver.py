@@ -40,12 +40,11 @@ from ..original.shownet import load as load_config
 from . import checkpoint as ckpt
 from .checkpoint_format import RELEASE, checkpoint_format, natural_key, newest_checkpoint
 from .multiview import multiview_costs
-# OPTIONS, add_train_arguments and parse_range are also this module's: callers of train() use them
-from .options import OPTIONS, SET_ONCE, add_train_arguments, parse_range
+from .options import OPTIONS, SET_ONCE, parse_range
 from .providers import batch_rng, make_provider, minibatches
 from .release_checkpoint import load_release_checkpoint, read_release_checkpoint
 
-__all__ = ["OPTIONS", "Run", "add_train_arguments", "parse_range", "train"]
+__all__ = ["Run", "train"]
 
 
 @dataclass
@@ -161,7 +160,7 @@ def _run_batch(net: EngineNet, matrices: Sequence[np.ndarray], mini: int, train:
 
 def train(args: argparse.Namespace, out=None,
           on_save: Callable[[Path], None] | None = None) -> tuple[Run, EngineNet]:
-    """Run the driver with `args` (see :func:`add_train_arguments`); log lines go to `out`
+    """Run the driver with `args` (see :func:`.options.add_train_arguments`); log lines go to `out`
     (default: the current sys.stdout). `on_save(path)` is called after each checkpoint is written."""
     providers: list = []
     try:

@@ -24,7 +24,8 @@ from alexnet_replay.harness import batches as bt
 from alexnet_replay.harness import make_batches as mb
 from alexnet_replay.harness import multiview as mv
 from alexnet_replay.harness import providers as pv
-from alexnet_replay.harness.driver import add_train_arguments, train
+from alexnet_replay.harness.driver import train
+from alexnet_replay.harness.options import add_train_arguments
 from alexnet_replay.harness.pickles import DataError
 from alexnet_replay.testing import assert_close
 

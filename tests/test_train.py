@@ -12,7 +12,8 @@ import pytest
 
 from alexnet_replay import networks
 from alexnet_replay.errors import ReplayError
-from alexnet_replay.harness.driver import add_train_arguments, parse_range, train
+from alexnet_replay.harness.driver import train
+from alexnet_replay.harness.options import add_train_arguments, parse_range
 
 DEMO_PARAMS = networks.bundled("cifar-18pct").params.read_text().replace("epsW=0.001", "epsW=0.01")
 

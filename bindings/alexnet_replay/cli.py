@@ -172,7 +172,7 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
         atomic_write_bytes(target, lambda f: f.write(text.encode("utf-8")))
         print(f"{target}: schedule '{schedule.name}', {len(schedule.stages)} stages")
         return 0
-    from .harness.driver import OPTIONS
+    from .harness.options import OPTIONS
 
     overrides = {k: str(getattr(args, k)) for k in OPTIONS if getattr(args, k, None) is not None}
     folder = schedules.run_schedule(schedule, args.out, overrides=overrides, cfg_dirs=args.cfg_dir or [],
@@ -259,7 +259,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object (docs/json-formats.md)")
     p.set_defaults(handler=_cmd_show_net)
 
-    from .harness.driver import add_train_arguments
+    from .harness.options import add_train_arguments
 
     p = sub.add_parser("train", help="the 2012 driver's training loop (convnet.py's options, driver.md §C)")
     add_train_arguments(p)

@@ -126,11 +126,8 @@ void Plan::plan_weights(LayerPlan& L, const WeightLayout& layout) {
     UpdateRule r = layout.max_norm[i];
     if (w.wball <= 0.0f && r.blocks > 1) r.blocks = 0;  // per-module norms only when the constraint is on
     r.matrix = static_cast<int>(matrices.size());
-    r.wc = w.wc;
-    r.increment = layout.gradient;
     r.filter_spread = layout.filter_spread;
     L.weights.push_back(r.matrix);
-    L.owned.push_back(r.matrix);
     matrices.push_back(w);
     update_rules.push_back(r);
   }
@@ -151,9 +148,7 @@ void Plan::plan_weights(LayerPlan& L, const WeightLayout& layout) {
   checked(s, [&] { check_schedule(b.sched); });
   UpdateRule r;
   r.matrix = static_cast<int>(matrices.size());
-  r.increment = true;
   L.bias = r.matrix;
-  L.owned.push_back(r.matrix);
   matrices.push_back(b);
   update_rules.push_back(r);
 }

@@ -134,8 +134,8 @@ void CpuNet::update() {
     if (!plan_.updates(m)) continue;
     const LayerTimer timer(profile ? &layer_seconds : nullptr, plan_.layers[static_cast<size_t>(m.layer)].spec.name, 2);
     MatrixStore& ms = S.matrices[static_cast<size_t>(r.matrix)];
-    if (r.increment) update_increment(ms.inc.data(), ms.grad.data(), m.size(), m.eps, m.mom);
-    update_decay_and_step(ms.w.data(), ms.inc.data(), m.size(), m.eps, r.wc);
+    if (m.has_grad) update_increment(ms.inc.data(), ms.grad.data(), m.size(), m.eps, m.mom);
+    update_decay_and_step(ms.w.data(), ms.inc.data(), m.size(), m.eps, m.wc);
     if (r.filter_spread) constrain_filter_spread(ms.w.data(), m.rows, m.cols, m.norm_min, m.norm_max);
     for (int64_t k = 0; k < r.blocks; ++k)
       constrain_max_norm(ms.w.data() + k * r.block_stride, r.vectors, r.length, r.vector_stride, r.element_stride,

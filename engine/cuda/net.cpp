@@ -275,8 +275,8 @@ void CudaNet::update() {
     const Launch lc{D[ms.dev].stream, L.spec.name.c_str()};
     const char* what = m.input < 0 ? ":update_bias" : ":update";
     D.run(ms.dev, L.spec.name, std::string(L.type->name) + what, 2, profile, synchronous, [&] {
-      if (r.increment) update_increment(lc, ms.inc, ms.grad, m.size(), m.eps, m.mom);
-      update_decay_and_step(lc, ms.w, ms.inc, m.size(), m.eps, r.wc);
+      if (m.has_grad) update_increment(lc, ms.inc, ms.grad, m.size(), m.eps, m.mom);
+      update_decay_and_step(lc, ms.w, ms.inc, m.size(), m.eps, m.wc);
       if (r.filter_spread) constrain_filter_spread(lc, ms.w, m.rows, m.cols, m.norm_min, m.norm_max);
       for (int64_t k = 0; k < r.blocks; ++k)
         constrain_max_norm(lc, ms.w + k * r.block_stride, r.vectors, r.length, r.vector_stride, r.element_stride,

@@ -34,7 +34,8 @@ struct MatrixPlan {
   int input = -1;  // -1: the layer's biases
   int64_t rows = 0, cols = 0;
   bool fortran = false;  // fc weights: the release's (Din, Dout) Fortran-order matrix
-  bool has_grad = false; // a gradient buffer: conv weights and biases (fc and local fold it into inc)
+  bool has_grad = false; // a gradient buffer: conv weights and biases (fc and local fold it into inc);
+                         // update() forms inc from it
   float eps_base = 0.0f, mom = 0.0f, wc = 0.0f, wball = 0.0f, norm_min = 0.0f, norm_max = 0.0f;
   Schedule sched;
   float eps = 0.0f;          // scheduled rate of the coming step (§4.3)
@@ -43,12 +44,11 @@ struct MatrixPlan {
 };
 
 // What update() does to one owned matrix (§4.2), in the order both nets run it:
-// inc <- mom*inc + eps*G (conv weights and every bias: the "useGrad" path),
-// then decay and W += inc, then the constraints.
+// inc <- mom*inc + eps*G for the matrices with a gradient buffer (conv weights
+// and every bias: the "useGrad" path; fc and local formed inc in backward),
+// then decay by the matrix's wc (0 for biases) and W += inc, then the constraints.
 struct UpdateRule {
   int matrix = -1;            // index into Plan::matrices
-  bool increment = false;     // form inc from the gradient buffer first
-  float wc = 0.0f;            // weight decay (0 for biases)
   bool filter_spread = false; // conv: wcNormMin/Max on the columns (§3.4)
   // Max-norm (wball, §3.2): `blocks` groups, `block_stride` floats apart, each of
   // `vectors` vectors of `length`, vector v element i at v*vector_stride + i*element_stride.
@@ -69,7 +69,6 @@ struct LayerPlan {
   bool takes_fused_gradient() const { return fused_logreg || fused_crossent2; }
   std::vector<int> weights;   // per input: index into Plan::matrices (another layer's with weightSource)
   int bias = -1;              // index into Plan::matrices, or -1
-  std::vector<int> owned;     // the matrices this layer owns (its own weights, then its bias)
 
   bool is(const char* type_name) const { return spec.type == type_name; }
 
