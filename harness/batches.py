@@ -10,7 +10,13 @@ Layout, as the release's CIFAR and raw-pixel providers read it:
   same pixel order), ``label_names``, ``num_vis``; optionally ``color_pca`` = (s, V)
   with s of length 3 and V 3×3, eigenvectors in columns (§D.4, used by colour
   noise §D.6), and the ImageNet keys ``batch_size``, ``label_offset``, ``no_crop``,
-  ``dp_type`` (kept as read).
+  ``dp_type`` and Flickr's ``freq_to_id`` (kept as read).
+
+Other layouts: the JPEG tuple ``(jpegs, sizes, labels)`` of ``inet-lr-cropped-jpeg``
+(§D.4, :func:`read_jpeg_batch`); the Flickr tuple ``(jpegs, sizes, tag lists)`` of
+``flickr-ce-cropped`` (§D.7, :func:`read_flickr_batch`, with :func:`tag_ids` and
+:func:`normalise_tag`); and the ``wordpres`` matrix of ``inet-lr`` (§D.2,
+:func:`wordpres_matrix`).
 
 The CIFAR-10 python archive from the dataset's site stores ``data`` the other way
 round (N × 3072, one row per image); :mod:`.make_batches` converts it.
@@ -36,17 +42,25 @@ __all__ = [
     "META_NAME",
     "Batch",
     "BatchMeta",
+    "FlickrBatch",
     "JpegBatch",
+    "WORDPRES_ROWS",
     "batch_path",
     "list_batches",
     "meta_path",
+    "normalise_tag",
     "read_batch",
+    "read_flickr_batch",
     "read_jpeg_batch",
     "read_meta",
+    "tag_ids",
     "validate_batch",
+    "validate_flickr_batch",
     "validate_jpeg_batch",
     "validate_meta",
+    "wordpres_matrix",
     "write_batch",
+    "write_flickr_batch",
     "write_jpeg_batch",
     "write_meta",
 ]
@@ -365,6 +379,21 @@ def write_batch(path: str | os.PathLike, data: np.ndarray, labels: Sequence[int]
 
 # -- JPEG batches (driver.md §D.4) -------------------------------------------------------------
 
+def _jpeg_list(jpegs_in: Any, path: Path) -> list[bytes]:
+    """The first member of a JPEG or Flickr batch tuple as a list of bytes (key ``jpegs``)."""
+    if not isinstance(jpegs_in, (list, tuple)):
+        raise DataError(f"must be a list of JPEG byte strings (got {type(jpegs_in).__name__})", file=path,
+                        key="jpegs")
+    jpegs = []
+    for i, j in enumerate(jpegs_in):
+        if isinstance(j, (bytes, bytearray, np.bytes_)):
+            jpegs.append(bytes(j))
+        elif isinstance(j, str):  # a Python 2 str read with latin1: the original bytes
+            jpegs.append(j.encode("latin1"))
+        else:
+            raise DataError(f"entry {i} is {type(j).__name__}, not JPEG bytes", file=path, key="jpegs")
+    return jpegs
+
 @dataclass
 class JpegBatch:
     """A validated JPEG ``data_batch_<N>``: the pickled tuple ``(jpegs, sizes, labels)``.
@@ -396,17 +425,7 @@ def validate_jpeg_batch(obj: Any, path: str | os.PathLike, meta: BatchMeta | Non
         raise DataError(f"must hold a pickled 3-tuple (jpegs, sizes, labels), driver.md §D.4 (got {kind})",
                         file=path)
     jpegs_in, sizes, labels_in = obj
-    if not isinstance(jpegs_in, (list, tuple)):
-        raise DataError(f"must be a list of JPEG byte strings (got {type(jpegs_in).__name__})", file=path,
-                        key="jpegs")
-    jpegs = []
-    for i, j in enumerate(jpegs_in):
-        if isinstance(j, (bytes, bytearray, np.bytes_)):
-            jpegs.append(bytes(j))
-        elif isinstance(j, str):  # a Python 2 str read with latin1: the original bytes
-            jpegs.append(j.encode("latin1"))
-        else:
-            raise DataError(f"entry {i} is {type(j).__name__}, not JPEG bytes", file=path, key="jpegs")
+    jpegs = _jpeg_list(jpegs_in, path)
     if not isinstance(labels_in, (list, tuple)):
         raise DataError(f"must be a list of (wnid, class index) pairs (got {type(labels_in).__name__})",
                         file=path, key="labels")
@@ -440,13 +459,19 @@ def validate_jpeg_batch(obj: Any, path: str | os.PathLike, meta: BatchMeta | Non
     return JpegBatch(path=path, jpegs=jpegs, labels=labels, wnids=wnids, sizes=sizes)
 
 
-def read_jpeg_batch(data_dir: str | os.PathLike, batch_num: int, meta: BatchMeta | None = None) -> JpegBatch:
-    """Read and validate the JPEG batch ``<data_dir>/data_batch_<batch_num>`` (driver.md §D.4)."""
+def _existing_batch(data_dir: str | os.PathLike, batch_num: int) -> Path:
+    """The path of batch `batch_num`, or a DataError listing the batches that are there."""
     path = batch_path(data_dir, batch_num)
     if not path.is_file():
         folder = Path(data_dir)
         present = list_batches(folder) if folder.is_dir() else []
         raise DataError(f"missing (batches in {folder}: {_ranges_text(present)})", file=path)
+    return path
+
+
+def read_jpeg_batch(data_dir: str | os.PathLike, batch_num: int, meta: BatchMeta | None = None) -> JpegBatch:
+    """Read and validate the JPEG batch ``<data_dir>/data_batch_<batch_num>`` (driver.md §D.4)."""
+    path = _existing_batch(data_dir, batch_num)
     return validate_jpeg_batch(load_pickle(path), path, meta)
 
 
@@ -461,3 +486,128 @@ def write_jpeg_batch(path: str | os.PathLike, jpegs: Sequence[bytes], labels: Se
                          "per image")
     sizes = [None] * len(jpegs) if sizes is None else [None if x is None else tuple(int(v) for v in x) for x in sizes]
     return save_pickle(path, (jpegs, sizes, [(str(w), k) for w, k in zip(wnids, labels)]))
+
+
+# -- Flickr batches (driver.md §D.7) -----------------------------------------------------------
+
+def normalise_tag(tag: str) -> str:
+    """A raw Flickr tag as it is looked up in ``freq_to_id`` (driver.md §D.7): lower-cased, every
+    whitespace character removed (``" New  York "`` → ``"newyork"``). §D.7 says "whitespace is
+    removed"; this reads it as all of it, not only the ends."""
+    return "".join(tag.lower().split())
+
+
+@dataclass
+class FlickrBatch:
+    """A validated Flickr ``data_batch_<N>``: the pickled tuple ``(jpegs, sizes, tag lists)``
+    (driver.md §D.7). ``tags[i]`` is image i's raw tags as text, as stored (not normalised);
+    ``sizes`` is kept as read and ignored, as for JPEG batches (§D.4)."""
+
+    path: Path
+    jpegs: list[bytes]
+    tags: list[list[str]]
+    sizes: Any = None
+
+    @property
+    def num_cases(self) -> int:
+        return len(self.jpegs)
+
+
+def validate_flickr_batch(obj: Any, path: str | os.PathLike) -> FlickrBatch:
+    """Check a loaded Flickr batch (driver.md §D.7): a 3-tuple of JPEG bytes, ignored sizes and one
+    list of text tags per image (bytes are read as latin1, like a Python 2 ``str``)."""
+    path = Path(path)
+    if isinstance(obj, dict):
+        raise DataError("holds a dict (a raw-pixel batch); flickr-ce-cropped reads a tuple "
+                        "(jpegs, sizes, tag lists), driver.md §D.7", file=path)
+    if not isinstance(obj, (tuple, list)) or len(obj) != 3:
+        kind = f"a {type(obj).__name__} of {len(obj)}" if isinstance(obj, (tuple, list)) else type(obj).__name__
+        raise DataError(f"must hold a pickled 3-tuple (jpegs, sizes, tag lists), driver.md §D.7 (got {kind})",
+                        file=path)
+    jpegs_in, sizes, tags_in = obj
+    jpegs = _jpeg_list(jpegs_in, path)
+    if not isinstance(tags_in, (list, tuple)):
+        raise DataError(f"must be a list with one list of tags per image (got {type(tags_in).__name__})",
+                        file=path, key="tags")
+    if len(tags_in) != len(jpegs):
+        raise DataError(f"{len(tags_in)} tag lists for {len(jpegs)} JPEG images: the batch is truncated or "
+                        "damaged", file=path, key="tags")
+    tags = []
+    for i, image_tags in enumerate(tags_in):
+        if not isinstance(image_tags, (list, tuple)):
+            raise DataError(f"entry {i} is {type(image_tags).__name__}, not a list of tags", file=path, key="tags")
+        row = []
+        for t in image_tags:
+            text = _as_str(t)
+            if text is None:
+                raise DataError(f"entry {i}: tag {t!r} is {type(t).__name__}, not text", file=path, key="tags")
+            row.append(text)
+        tags.append(row)
+    return FlickrBatch(path=path, jpegs=jpegs, tags=tags, sizes=sizes)
+
+
+def read_flickr_batch(data_dir: str | os.PathLike, batch_num: int) -> FlickrBatch:
+    """Read and validate the Flickr batch ``<data_dir>/data_batch_<batch_num>`` (driver.md §D.7)."""
+    path = _existing_batch(data_dir, batch_num)
+    return validate_flickr_batch(load_pickle(path), path)
+
+
+def write_flickr_batch(path: str | os.PathLike, jpegs: Sequence[bytes], tags: Sequence[Sequence[str]],
+                       sizes: Sequence[tuple[int, int]] | None = None) -> Path:
+    """Write a Flickr batch ``(jpegs, sizes, [[tag, ...], ...])`` (driver.md §D.7), protocol 2,
+    atomically; tags are stored as given (the provider normalises them). `sizes` defaults to a
+    list of None."""
+    jpegs = [bytes(j) for j in jpegs]
+    tags = [[str(t) for t in row] for row in tags]
+    if len(jpegs) != len(tags):
+        raise ValueError(f"{len(jpegs)} JPEGs and {len(tags)} tag lists: need one of each per image")
+    sizes = [None] * len(jpegs) if sizes is None else [None if x is None else tuple(int(v) for v in x) for x in sizes]
+    return save_pickle(path, (jpegs, sizes, tags))
+
+
+def tag_ids(meta: BatchMeta) -> dict[str, int]:
+    """``batches.meta['freq_to_id']`` checked (driver.md §D.7): a dict from normalised tag to its
+    row of the multi-hot matrix, 0 … len(label_names)−1 (``label_names`` gives the tag count,
+    §D.1). Several tags may share a row."""
+    raw = meta.raw.get("freq_to_id")
+    if raw is None:
+        raise DataError("missing: flickr-ce-cropped maps each tag to its row through it (driver.md §D.7)",
+                        file=meta.path, key="freq_to_id")
+    if not isinstance(raw, dict):
+        raise DataError(f"must be a dict from tag to row (got {type(raw).__name__})", file=meta.path,
+                        key="freq_to_id")
+    out = {}
+    for tag, row in raw.items():
+        text, k = _as_str(tag), _int_value(row)
+        if text is None:
+            raise DataError(f"key {tag!r} is {type(tag).__name__}, not a tag", file=meta.path, key="freq_to_id")
+        if k is None or not 0 <= k < meta.num_classes:
+            raise DataError(f"tag {text!r} maps to {row!r}, not a row in 0..{meta.num_classes - 1} "
+                            f"(len(label_names) = {meta.num_classes})", file=meta.path, key="freq_to_id")
+        out[text] = k
+    return out
+
+
+# -- inet-lr's word presence (driver.md §D.2) --------------------------------------------------
+
+#: Rows of ``inet-lr``'s third matrix (driver.md §D.2: its ``dataIdx`` size is 100).
+WORDPRES_ROWS = 100
+
+
+def wordpres_matrix(batch: Batch) -> np.ndarray:
+    """The ``wordpres`` entry of an ``inet-lr`` batch as a (100, N) float32 matrix, one column per
+    image like ``data`` (driver.md §D.2). The spec gives only the key and the row count; the values
+    are passed on as stored (converted to float32), so any finite numbers are accepted."""
+    if "wordpres" not in batch.raw:
+        raise DataError(f"missing: inet-lr batches hold 'data', 'labels' and 'wordpres' (keys present: "
+                        f"{sorted(map(str, batch.raw))})", file=batch.path, key="wordpres")
+    w = batch.raw["wordpres"]
+    if isinstance(w, np.ndarray) and w.dtype == np.bool_:
+        w = w.astype(np.uint8)  # presence flags stored as booleans
+    w = _float_array(w, batch.path, "wordpres")
+    n = batch.num_cases
+    if w.shape != (WORDPRES_ROWS, n):
+        hint = " (one row per image: transpose it to one column per image)" if w.shape == (n, WORDPRES_ROWS) else ""
+        raise DataError(f"shape {w.shape}: must be {WORDPRES_ROWS} x {n} ({WORDPRES_ROWS} rows, one column per "
+                        f"image of 'data'){hint}", file=batch.path, key="wordpres")
+    return np.ascontiguousarray(w, dtype=np.float32)

@@ -1,7 +1,8 @@
-"""Write data folders in the release's format (driver.md §D.1, §D.3, §D.4, §D.5): from arrays,
-from scikit-learn's handwritten digits (a small demo set in CIFAR's shape), from the
-CIFAR-10 python archive, and from a folder of images with one subfolder per class
-(ImageNet's JPEG batches or raw-pixel batches).
+"""Write data folders in the release's format (driver.md §D.1, §D.3, §D.4, §D.5, §D.7): from
+arrays, from scikit-learn's handwritten digits (a small demo set in CIFAR's shape), from the
+CIFAR-10 python archive, from a folder of images with one subfolder per class (ImageNet's
+JPEG batches or raw-pixel batches), and from a folder of images with a tags file listing
+several tags per image (Flickr's multi-label JPEG batches, :func:`tagged_image_batches`).
 
 ``batches.meta`` gets ``data_mean`` (float64 column, the per-pixel mean of the
 statistics images), ``label_names``, ``num_vis`` and ``color_pca`` = (s, V) from the
@@ -20,16 +21,17 @@ import os
 import shutil
 import tarfile
 import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from ..errors import ReplayError
-from .batches import (META_NAME, BatchMeta, _dict_keys_as_str, batch_path, read_batch, read_jpeg_batch,
-                      read_meta, write_batch, write_jpeg_batch, write_meta)
-from .pickles import DataError, loads_pickle
+from .batches import (META_NAME, BatchMeta, _dict_keys_as_str, batch_path, normalise_tag, read_batch, read_meta,
+                      write_batch, write_flickr_batch, write_jpeg_batch, write_meta)
+from .pickles import DataError, load_pickle, loads_pickle
 from .providers.imagenet import decode_image
 
 __all__ = [
@@ -43,7 +45,10 @@ __all__ = [
     "pca_from_covariance",
     "pixel_covariance",
     "pixel_pca",
+    "read_tags_file",
     "render_digits",
+    "tag_vocabulary",
+    "tagged_image_batches",
 ]
 
 
@@ -332,6 +337,76 @@ def _encode_jpeg(img, quality: int) -> bytes:
     return buf.getvalue()
 
 
+def _check_image_options(image_size: int, batch_size: int, num_test_batches: int, quality: int) -> None:
+    if image_size < 1 or batch_size < 1 or num_test_batches < 0 or not 1 <= quality <= 100:
+        raise ReplayError(f"image size ({image_size}) and batch size ({batch_size}) must be >= 1, test batches "
+                          f"({num_test_batches}) >= 0, JPEG quality ({quality}) in 1..100")
+
+
+def _convert_images(paths: Sequence[Path], source: Path, out_dir: str | os.PathLike, *, image_size: int,
+                    batch_size: int, num_test_batches: int, fmt: str, quality: int, seed: int, first_batch: int,
+                    write: Callable[[Path, np.ndarray, list, list, np.ndarray], None],
+                    meta_keys: Callable[[np.ndarray], dict]) -> MadeBatches:
+    """What the image-folder writers share: scale and centre-crop every image of `paths`, shuffle
+    (seeded), cut into batches, and write them with
+    ``write(batch file, image indices, jpegs, original sizes, pixels (n, 3·S²) uint8)``; then
+    ``batches.meta`` with the training batches' ``data_mean`` and ``color_pca``, ``num_vis``,
+    ``batch_size`` and ``meta_keys(indices of the training images)``. All in a temporary folder
+    inside `out_dir`, moved into place at the end, ``batches.meta`` last."""
+    order = np.random.default_rng(seed).permutation(len(paths))
+    parts = [order[a:a + batch_size] for a in range(0, len(paths), batch_size)]
+    k_train = len(parts) - num_test_batches
+    if k_train < 1:
+        raise DataError(f"{len(paths)} images make {len(parts)} batch(es) of {batch_size}; that leaves no "
+                        f"training batch after {num_test_batches} test batch(es)", file=source)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".make-batches-", dir=out))
+    size, num_vis = int(image_size), 3 * int(image_size) ** 2
+    try:
+        total = np.zeros(num_vis, dtype=np.float64)
+        count = 0
+        nums = []
+        for i, part in enumerate(parts):
+            num = first_batch + i
+            pixels, jpegs, sizes = [], [], []
+            for j in part:
+                img, orig = load_image_resized(paths[j], size)
+                if fmt == "jpeg":
+                    jpegs.append(_encode_jpeg(img, quality))
+                    pixels.append(decode_image(jpegs[-1], size))  # what the provider will see
+                    sizes.append(orig)
+                else:
+                    pixels.append(np.asarray(img).transpose(2, 0, 1))
+            arr = np.stack(pixels).reshape(len(part), num_vis)
+            write(batch_path(tmp, num), part, jpegs, sizes, arr)
+            if i < k_train:
+                total += arr.sum(axis=0, dtype=np.float64)
+                count += len(part)
+            nums.append(num)
+        mean = total / count
+        cov, samples = np.zeros((3, 3)), 0
+        for num in nums[:k_train]:  # second pass: the scatter about the mean, from the written batches
+            if fmt == "jpeg":
+                # both tuple formats (ImageNet's, Flickr's) hold the JPEGs first; written just now
+                imgs = np.stack([decode_image(b, size) for b in load_pickle(batch_path(tmp, num))[0]])
+            else:
+                imgs = read_batch(tmp, num).data.T.reshape(-1, 3, size, size)
+            c, m = pixel_covariance(imgs, mean)
+            cov, samples = cov + c, samples + m
+        pca = pca_from_covariance(cov / samples)
+        write_meta(tmp, data_mean=mean, num_vis=num_vis, color_pca=pca, batch_size=int(batch_size),
+                   **meta_keys(np.concatenate(parts[:k_train])))
+        for num in nums:
+            os.replace(batch_path(tmp, num), batch_path(out, num))
+        os.replace(tmp / META_NAME, out / META_NAME)
+        meta = read_meta(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return MadeBatches(out_dir=out, meta=meta, batch_nums=nums, train_batches=nums[:k_train],
+                       test_batches=nums[k_train:])
+
+
 def image_folder_batches(folder: str | os.PathLike, out_dir: str | os.PathLike, *, image_size: int = 256,
                          batch_size: int = 1024, num_test_batches: int = 1, fmt: str = "jpeg", quality: int = 90,
                          seed: int = 0, first_batch: int = 1) -> MadeBatches:
@@ -354,63 +429,105 @@ def image_folder_batches(folder: str | os.PathLike, out_dir: str | os.PathLike, 
     """
     if fmt not in ("jpeg", "raw"):
         raise ReplayError(f"format must be 'jpeg' or 'raw' (got {fmt!r})")
-    if image_size < 1 or batch_size < 1 or num_test_batches < 0 or not 1 <= quality <= 100:
-        raise ReplayError(f"image size ({image_size}) and batch size ({batch_size}) must be >= 1, test batches "
-                          f"({num_test_batches}) >= 0, JPEG quality ({quality}) in 1..100")
+    _check_image_options(image_size, batch_size, num_test_batches, quality)
     names, items = list_image_folder(folder)
-    order = np.random.default_rng(seed).permutation(len(items))
-    parts = [order[a:a + batch_size] for a in range(0, len(items), batch_size)]
-    k_train = len(parts) - num_test_batches
-    if k_train < 1:
-        raise DataError(f"{len(items)} images make {len(parts)} batch(es) of {batch_size}; that leaves no "
-                        f"training batch after {num_test_batches} test batch(es)", file=folder)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".make-batches-", dir=out))
-    size, num_vis = int(image_size), 3 * int(image_size) ** 2
+
+    def write(path, part, jpegs, sizes, arr):
+        labels = [items[j][1] for j in part]
+        if fmt == "jpeg":
+            write_jpeg_batch(path, jpegs, labels, [names[k] for k in labels], sizes)
+        else:
+            write_batch(path, np.ascontiguousarray(arr.T), labels, num_classes=len(names))
+
+    dp_type = "inet-lr-cropped-jpeg" if fmt == "jpeg" else "inet-lr-cropped"
+    return _convert_images([p for p, _ in items], Path(folder), out_dir, image_size=image_size,
+                           batch_size=batch_size, num_test_batches=num_test_batches, fmt=fmt, quality=quality,
+                           seed=seed, first_batch=first_batch, write=write,
+                           meta_keys=lambda train: {"label_names": names, "dp_type": dp_type})
+
+
+# -- a folder of images with several tags each (Flickr, driver.md §D.7) ----------------------------
+
+def read_tags_file(tags_file: str | os.PathLike, folder: str | os.PathLike) -> list[tuple[Path, list[str]]]:
+    """[(image path, raw tags)] from a tags file, in the file's order (the format of
+    :func:`tagged_image_batches`). Every listed image must exist under `folder`, once."""
+    path, root = Path(tags_file), Path(folder)
+    if not root.is_dir():
+        raise DataError("is not a folder (give the folder the tags file's image paths are relative to)", file=root)
     try:
-        total = np.zeros(num_vis, dtype=np.float64)
-        count = 0
-        nums = []
-        for i, part in enumerate(parts):
-            num = first_batch + i
-            pixels, jpegs, sizes = [], [], []
-            for j in part:
-                img, orig = load_image_resized(items[j][0], size)
-                if fmt == "jpeg":
-                    jpegs.append(_encode_jpeg(img, quality))
-                    pixels.append(decode_image(jpegs[-1], size))  # what the provider will see
-                    sizes.append(orig)
-                else:
-                    pixels.append(np.asarray(img).transpose(2, 0, 1))
-            labels = [items[j][1] for j in part]
-            arr = np.stack(pixels).reshape(len(part), num_vis)
-            if fmt == "jpeg":
-                write_jpeg_batch(batch_path(tmp, num), jpegs, labels, [names[k] for k in labels], sizes)
-            else:
-                write_batch(batch_path(tmp, num), np.ascontiguousarray(arr.T), labels, num_classes=len(names))
-            if i < k_train:
-                total += arr.sum(axis=0, dtype=np.float64)
-                count += len(part)
-            nums.append(num)
-        mean = total / count
-        cov, samples = np.zeros((3, 3)), 0
-        for num in nums[:k_train]:  # second pass: the scatter about the mean, from the written batches
-            if fmt == "jpeg":
-                imgs = np.stack([decode_image(b, size) for b in read_jpeg_batch(tmp, num).jpegs])
-            else:
-                imgs = read_batch(tmp, num).data.T.reshape(-1, 3, size, size)
-            c, m = pixel_covariance(imgs, mean)
-            cov, samples = cov + c, samples + m
-        pca = pca_from_covariance(cov / samples)
-        dp_type = "inet-lr-cropped-jpeg" if fmt == "jpeg" else "inet-lr-cropped"
-        write_meta(tmp, data_mean=mean, label_names=names, num_vis=num_vis, color_pca=pca,
-                   batch_size=int(batch_size), dp_type=dp_type)
-        for num in nums:
-            os.replace(batch_path(tmp, num), batch_path(out, num))
-        os.replace(tmp / META_NAME, out / META_NAME)
-        meta = read_meta(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return MadeBatches(out_dir=out, meta=meta, batch_nums=nums, train_batches=nums[:k_train],
-                       test_batches=nums[k_train:])
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError("missing (no such file)", file=path) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot be read as UTF-8 text ({exc})", file=path) from None
+    items, seen = [], {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        name, _, tag_text = line.partition("\t")
+        name = name.strip()
+        image = root / name
+        if name in seen:
+            raise DataError(f"line {number}: image '{name}' is listed again (first on line {seen[name]})", file=path)
+        if not image.is_file():
+            raise DataError(f"line {number}: image '{name}' is not a file in {root}", file=path)
+        if image.suffix.lower() not in IMAGE_SUFFIXES:
+            raise DataError(f"line {number}: '{name}' has no image suffix ({', '.join(IMAGE_SUFFIXES)})", file=path)
+        seen[name] = number
+        items.append((image, [t.strip() for t in tag_text.split(",") if t.strip()]))
+    if not items:
+        raise DataError("lists no images (expected lines 'image path<TAB>tag, tag, ...')", file=path)
+    return items
+
+
+def tag_vocabulary(tags: Sequence[Sequence[str]], max_tags: int = 0) -> list[str]:
+    """The normalised tags (:func:`.batches.normalise_tag`) of `tags` ordered by the number of
+    images that carry them, most frequent first, ties in alphabetical order; the `max_tags`
+    most frequent when `max_tags` > 0. A tag's position is its row in the multi-hot matrix."""
+    counts: Counter[str] = Counter()
+    for image_tags in tags:
+        counts.update({normalise_tag(t) for t in image_tags} - {""})
+    ranked = sorted(counts, key=lambda t: (-counts[t], t))
+    return ranked[:max_tags] if max_tags > 0 else ranked
+
+
+def tagged_image_batches(folder: str | os.PathLike, tags_file: str | os.PathLike, out_dir: str | os.PathLike, *,
+                         image_size: int = 256, batch_size: int = 1024, num_test_batches: int = 1,
+                         max_tags: int = 0, quality: int = 90, seed: int = 0, first_batch: int = 1) -> MadeBatches:
+    """Convert images with several tags each into ``flickr-ce-cropped`` batches (driver.md §D.7).
+
+    `tags_file` is UTF-8 text, one image per line: the image's path relative to `folder`, a TAB,
+    then its tags separated by commas, e.g. ``beach/0001.jpg<TAB>Sea, sand ,New York``. Spaces
+    around a tag are dropped; an image may have no tags (nothing after the TAB, or no TAB);
+    blank lines and lines starting with ``#`` are skipped. Only the listed images are used.
+
+    Images are scaled, centre-cropped, shuffled, cut into batches and stored as JPEGs as by
+    :func:`image_folder_batches`; each batch is the tuple ``(jpegs, sizes, tag lists)`` with the
+    tags as written in the file (the provider normalises them). ``batches.meta`` gets, besides
+    ``data_mean``, ``color_pca``, ``num_vis`` and ``batch_size`` (from the training batches):
+
+    * ``label_names``: the tag vocabulary, normalised (lower case, no whitespace), counted over
+      the training images, most frequent first (:func:`tag_vocabulary`), cut to `max_tags` when
+      > 0. Its length is the tag count C (driver.md §D.1).
+    * ``freq_to_id``: {tag: row}, the position of each tag in ``label_names``.
+    * ``dp_type``: ``flickr-ce-cropped``.
+    """
+    _check_image_options(image_size, batch_size, num_test_batches, quality)
+    if max_tags < 0:
+        raise ReplayError(f"max_tags must be >= 0 (got {max_tags}; 0 keeps every tag)")
+    items = read_tags_file(tags_file, folder)
+
+    def write(path, part, jpegs, sizes, arr):
+        write_flickr_batch(path, jpegs, [items[j][1] for j in part], sizes)
+
+    def meta_keys(train):
+        names = tag_vocabulary([items[j][1] for j in train], max_tags)
+        if not names:
+            raise DataError("the training images carry no tags: a multi-label data set needs at least one",
+                            file=tags_file)
+        return {"label_names": names, "freq_to_id": {t: k for k, t in enumerate(names)},
+                "dp_type": "flickr-ce-cropped"}
+
+    return _convert_images([p for p, _ in items], Path(tags_file), out_dir, image_size=image_size,
+                           batch_size=batch_size, num_test_batches=num_test_batches, fmt="jpeg", quality=quality,
+                           seed=seed, first_batch=first_batch, write=write, meta_keys=meta_keys)

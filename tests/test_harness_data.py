@@ -552,8 +552,7 @@ def test_cifar_provider(tmp_path):
 def test_provider_errors(tmp_path):
     d, *_ = write_folder(tmp_path, pca=False)
     raises_data_error(lambda: pv.make_provider(None, d, [1]), file=d / "batches.meta", key="dp_type")
-    for name, text in (("inet-lr", "not implemented"), ("flickr-ce-cropped", "not implemented"),
-                       ("bogus", "not a provider")):
+    for name, text in (("inet-rs-lr-cropped", "not implemented"), ("bogus", "not a provider")):
         with pytest.raises(DataError, match=text):
             pv.make_provider(name, d, [1])
     raises_data_error(lambda: pv.make_provider("cifar-cropped", d, [1, 3]), file=d / "data_batch_3",

@@ -20,7 +20,7 @@ from ..batches import BatchMeta, batch_path, read_batch, read_meta
 from ..pickles import DataError
 from .augment import BatchDraws, Rng, draw_color_noise, draw_crops
 
-__all__ = ["CroppingProvider", "Provider", "batch_list", "one_hot", "read_only"]
+__all__ = ["CroppingProvider", "Provider", "batch_list", "multi_hot", "one_hot", "read_only"]
 
 
 def read_only(a: np.ndarray) -> np.ndarray:
@@ -39,6 +39,15 @@ def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
     """(classes, N) float32 with a 1 in row labels[n] of column n."""
     out = np.zeros((num_classes, labels.size), dtype=np.float32)
     out[labels, np.arange(labels.size)] = 1.0
+    return out
+
+
+def multi_hot(rows: Sequence[Sequence[int]], num_classes: int) -> np.ndarray:
+    """(classes, N) float32 with a 1 in every row of rows[n] in column n (a row named twice is
+    still 1), 0 elsewhere; N = len(rows)."""
+    out = np.zeros((num_classes, len(rows)), dtype=np.float32)
+    for n, r in enumerate(rows):
+        out[np.asarray(r, dtype=np.int64), n] = 1.0
     return out
 
 

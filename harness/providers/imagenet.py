@@ -1,12 +1,14 @@
 """The ImageNet providers (driver.md §D.2): ``inet-lr-cropped-jpeg`` (JPEG batches, §D.4, as
-the 2012 runs used) and ``inet-lr-cropped`` (raw-pixel batches, §D.5).
+the 2012 runs used), ``inet-lr-cropped`` (raw-pixel batches, §D.5) and ``inet-lr`` (raw-pixel
+batches with word presence, whole images, :class:`ImageNetLogRegProvider`).
 
-Both take random crops and flips per chunk of images for training (32 by default, §D.4
-step 2, §G.8) and the centre crop or 10 views for testing, subtract the mean window and
-add colour noise (§D.6), with :mod:`.augment`. What only they do is here: decoding the
-JPEGs with Pillow (:func:`decode_image`) in a pool of worker processes; dropping the
-images that cannot be decoded, with their labels (§D.4); and assembling the next
-training batch in a background thread while the current one trains (§C.4).
+The two cropping ones (and Flickr's, :mod:`.flickr`, which reuses their machinery) take
+random crops and flips per chunk of images for training (32 by default, §D.4 step 2, §G.8)
+and the centre crop or 10 views for testing, subtract the mean window and add colour noise
+(§D.6), with :mod:`.augment`. What only they do is here: decoding the JPEGs with Pillow
+(:func:`decode_image`) in a pool of worker processes; dropping the images that cannot be
+decoded, with their labels (§D.4); and assembling the next training batch in a background
+thread while the current one trains (§C.4).
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ from typing import Sequence
 
 import numpy as np
 
-from ..batches import BatchMeta, batch_path, read_batch, read_jpeg_batch
+from ..batches import WORDPRES_ROWS, BatchMeta, batch_path, read_batch, read_jpeg_batch, wordpres_matrix
 from ..pickles import DataError
 from .augment import BatchDraws, Rng, apply_color_noise, apply_crops, centre_window, inet_multiview
-from .base import CroppingProvider
+from .base import CroppingProvider, Provider
 
-__all__ = ["INET_CHUNK", "JPEGCroppedProvider", "RAW_NOISE_COLUMNS", "RawCroppedProvider", "decode_image"]
+__all__ = ["INET_CHUNK", "ImageNetLogRegProvider", "JPEGCroppedProvider", "RAW_NOISE_COLUMNS", "RawCroppedProvider",
+           "decode_image"]
 
 #: Consecutive images that share one crop offset and flip in the ImageNet providers (§D.4 step 2, §G.8).
 INET_CHUNK = 32
@@ -191,7 +194,9 @@ class _InetProvider(CroppingProvider):
 
     # -- subclasses ----------------------------------------------------------------------------------
     def _load(self, batch_num: int):
-        """(source, labels (N,) int64) of one batch."""
+        """(source, labels) of one batch; labels have the case axis last: (N,) class indices, or
+        (R, N) label columns (Flickr's multi-hot rows). Either is returned for the kept images,
+        repeated for every view: (1, N·views) or (R, N·views)."""
         raise NotImplementedError
 
     def _cut(self, source, offsets: np.ndarray, flips: np.ndarray, path: Path):
@@ -216,7 +221,7 @@ class _InetProvider(CroppingProvider):
         """(matrices, draws used, images in the batch file)."""
         source, labels = self._load(batch_num)
         path = batch_path(self.data_dir, batch_num)
-        n = labels.size
+        n = labels.shape[-1]
         if n == 0:
             raise DataError("holds no images", file=path)
         if not self.test:
@@ -248,7 +253,7 @@ class _InetProvider(CroppingProvider):
         if not self.test and self.color_noise > 0:
             s, v = self.meta.color_pca
             out = apply_color_noise(out, s, v, self.color_noise, draws.noise[:kept])
-        lab = np.tile(labels[keep].astype(np.float32), views).reshape(1, -1)
+        lab = np.tile(labels[..., keep].astype(np.float32).reshape(-1, keep.size), (1, views))
         return [np.ascontiguousarray(out, dtype=np.float32), np.ascontiguousarray(lab)], draws, n
 
     def _subset(self, source, keep: np.ndarray):
@@ -328,12 +333,15 @@ class JPEGCroppedProvider(_InetProvider):
             self._pools.append(self._pool)
         return self._pool
 
+    def _check_batch_size(self, num_cases: int, path: Path) -> None:
+        limit = self.meta.raw.get("batch_size")
+        if isinstance(limit, (int, np.integer)) and not isinstance(limit, bool) and num_cases > limit:
+            raise DataError(f"holds {num_cases} images, more than batches.meta's batch_size = {int(limit)} "
+                            "(the release sizes its decode buffers with it, §D.4)", file=path, key="jpegs")
+
     def _load(self, batch_num: int):
         b = read_jpeg_batch(self.data_dir, batch_num, self.meta)
-        limit = self.meta.raw.get("batch_size")
-        if isinstance(limit, (int, np.integer)) and not isinstance(limit, bool) and b.num_cases > limit:
-            raise DataError(f"holds {b.num_cases} images, more than batches.meta's batch_size = {int(limit)} "
-                            "(the release sizes its decode buffers with it, §D.4)", file=b.path, key="jpegs")
+        self._check_batch_size(b.num_cases, b.path)
         return b.jpegs, b.labels
 
     def _subset(self, source, keep: np.ndarray):
@@ -387,3 +395,39 @@ class RawCroppedProvider(_InetProvider):
             raise DataError(f"must hold uint8 pixels (dtype {source.dtype})", file=path, key="data")
         return np.ascontiguousarray(data.transpose(0, 2, 1)), []
 
+
+class ImageNetLogRegProvider(Provider):
+    """``inet-lr`` (driver.md §D.2): dicts ``data`` (3·S² × N pixels, a column per image), ``labels``
+    and ``wordpres``; returns [data − data_mean (3·S², N), labels (1, N), wordpres (100, N)],
+    float32, C-ordered. Whole images: no crops, flips, views or colour noise.
+
+    The spec gives ``wordpres`` only by its key and its ``dataIdx`` size, 100. Read here as a
+    (100, N) matrix stored like ``data`` (one column per image) and passed on as stored, converted
+    to float32 (:func:`..batches.wordpres_matrix`); nothing is subtracted from it. Batches are read
+    when asked for and not kept (ImageNet batches are large), and the mean is subtracted in float32
+    (one rounding per value, as for ``cifar``).
+    """
+
+    name = "inet-lr"
+    num_views = 1
+
+    def __init__(self, data_dir: str | os.PathLike, batch_range: Sequence[int], *, test: bool = False,
+                 meta: BatchMeta | None = None) -> None:
+        super().__init__(data_dir, batch_range, test=test, meta=meta)
+        if self.meta.image_size is None:
+            raise DataError(f"num_vis = {self.meta.num_vis} is not 3·S² for a square RGB image",
+                            file=self.meta.path, key="num_vis")
+        self._mean32 = self.meta.data_mean.astype(np.float32)
+
+    def _dims(self) -> list[int]:
+        return [self.meta.num_vis, 1, WORDPRES_ROWS]
+
+    def get_batch(self, batch_num: int, rng: Rng | None = None) -> list[np.ndarray]:
+        """The matrices of batch `batch_num`; `rng` is accepted for the driver's sake and not used
+        (nothing is drawn)."""
+        self._check_num(batch_num)
+        b = read_batch(self.data_dir, batch_num, self.meta)
+        words = wordpres_matrix(b)
+        data = np.subtract(b.data, self._mean32, dtype=np.float32)
+        labels = b.labels.astype(np.float32).reshape(1, -1)
+        return [np.ascontiguousarray(data), np.ascontiguousarray(labels), words]
