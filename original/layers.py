@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 from ..errors import ConfigError
 from .cfgfile import _WS, CfgFile, read_cfg
+from .labeltree import LabelTree
 from .values import Reader, py2_float
 
 STRICT = "strict"
@@ -61,6 +62,7 @@ class DataProfile:
     image: tuple[int, int, int]  # (C, H, W); the release only knew square images
     label_size: int = 1          # size of data layers with dataIdx >= 1
     num_classes: int | None = None
+    tree: LabelTree | None = None  # batches.meta's label tree (treefc layers, labeltree.py)
 
     def data_size(self, idx: int) -> int:
         c, h, w = self.image
@@ -76,11 +78,12 @@ PROFILES = {
 
 
 def custom_profile(image: tuple[int, int, int], like: DataProfile | None = None) -> DataProfile:
-    """A profile with a user-given image size (``--image-size``), labels as `like`."""
+    """A profile with a user-given image size (``--image-size``), labels (and tree) as `like`."""
     c, h, w = image
     label_size = like.label_size if like else 1
     classes = like.num_classes if like else None
-    return DataProfile(f"{c}x{h}x{w}", f"--image-size {c},{h},{w}", (c, h, w), label_size, classes)
+    return DataProfile(f"{c}x{h}x{w}", f"--image-size {c},{h},{w}", (c, h, w), label_size, classes,
+                       like.tree if like else None)
 
 
 @dataclass
@@ -479,14 +482,24 @@ def _treefc(b: _Builder, name: str) -> Layer:
     if b.read.has(name, "weightSource"):
         raise b.error(name, "weightSource", "weight sharing is not allowed for treefc layers")
     layer.outputs = classes
-    # §A.3: the matrix has one column per node of batches.meta['tree'], not in the release.
-    layer.weights = [(inputs[0].outputs, 0)]
     layer.weight_sources = [None]
-    layer.unknown_weights = True
     layer.biases = (1, classes)
-    layer.attrs.update(initW=_init_w(b, name, 1), outputs=classes)
-    b.warnings.append(f"{name}: treefc weight matrix has one column per node of the label tree in "
-                      "batches.meta['tree'] (size not in the release); outputs = number of classes")
+    layer.attrs.update(initW=_init_w(b, name, 1), initB=b.read.float(name, "initB", 0.0), outputs=classes)
+    tree = b.profile.tree
+    if tree is not None:  # §3.3: one weight vector per node of the label tree
+        if tree.leaves != classes:
+            raise b.error(name, None, f"the label tree ({tree.source}) has {tree.leaves} leaves, but the data "
+                          f"has {classes} classes: its leaves must be the classes")
+        layer.weights = [(inputs[0].outputs, tree.nodes)]
+        layer.attrs["tree"] = tree
+        if tree.source.startswith("stand-in"):
+            b.warnings.append(f"{name}: treefc uses a stand-in label tree ({tree.source}, {tree.nodes} nodes); "
+                              "the release's tree came with its data in batches.meta['tree']")
+    else:  # §A.3: the matrix has one column per node of batches.meta['tree'], not in the release
+        layer.weights = [(inputs[0].outputs, 0)]
+        layer.unknown_weights = True
+        b.warnings.append(f"{name}: treefc weight matrix has one column per node of the label tree in "
+                          "batches.meta['tree'] (size not in the release); outputs = number of classes")
     return layer
 
 
@@ -645,12 +658,13 @@ def _image_op(b: _Builder, name: str, kind: str) -> Layer:
     """href, rgb2yuv, rgb2lab, resize, rscale: present in the parser, used by no released file."""
     r = b.read
     layer, inp = _single(b, name, kind)
-    channels, side = _channels_image(b, name, inp)
+    if kind in ("rgb2yuv", "rgb2lab"):  # engine.md §3.21: three channels (R, G, B), no channels key
+        channels, side = 3, b.image_of(name, "inputs", inp, 3)
+    else:
+        channels, side = _channels_image(b, name, inp)
     out = side
     if kind == "href" and not 1 <= channels <= 3:
         raise b.error(name, "channels", f"must be 1..3 (got {channels})")
-    if kind in ("rgb2yuv", "rgb2lab") and channels != 3:
-        raise b.error(name, "channels", f"colour conversion needs 3 channels (got {channels})")
     if kind == "rgb2lab":
         layer.attrs["center"] = r.bool(name, "center", False)
     if kind in ("resize", "rscale"):
@@ -661,7 +675,9 @@ def _image_op(b: _Builder, name: str, kind: str) -> Layer:
             scale = r.float(name, "scale")
             if not 0.5 <= scale <= 2.0:
                 raise b.error(name, "scale", f"must be in 0.5..2 (got {scale})")
-            out = int(side * scale)  # [inferred]: the target side is the scaled side, truncated
+            out = int(side / scale)  # engine.md §3.20: T = floor(S/scale) (scale is source pixels per target pixel)
+            if out < 1:
+                raise b.error(name, "scale", f"the target side floor({side}/{scale}) is 0")
             layer.attrs["scale"] = scale
         else:
             max_scale = r.float(name, "maxScale")
@@ -685,7 +701,8 @@ def _cost(b: _Builder, name: str, kind: str) -> Layer:
         if first.outputs != 1:
             raise b.error(name, "inputs", f"first input '{first.name}' must be the label index (size 1), "
                           f"it has size {first.outputs}")
-        if inputs[1].type != "softmax":
+        # §3.23: logreg reads probabilities from a softmax; §3.30: msm reads energies from any layer.
+        if kind == "cost.logreg" and inputs[1].type != "softmax":
             raise b.error(name, "inputs", f"second input '{inputs[1].name}' must be a softmax layer, "
                           f"it is a {inputs[1].type} layer")
         layer.attrs["num_classes"] = inputs[1].outputs
@@ -693,6 +710,9 @@ def _cost(b: _Builder, name: str, kind: str) -> Layer:
         if first.outputs != inputs[1].outputs:
             raise b.error(name, "inputs", f"both inputs must have the class-count size: '{first.name}' has "
                           f"{first.outputs}, '{inputs[1].name}' has {inputs[1].outputs}")
+        if kind == "cost.crossent" and inputs[1].type != "softmax":  # §3.24: target distributions and a softmax
+            raise b.error(name, "inputs", f"second input '{inputs[1].name}' must be a softmax layer, "
+                          f"it is a {inputs[1].type} layer")
         if kind != "cost.crossent" and inputs[1].neuron != "logistic" and \
                 b.layers[inputs[1].name].type != "neuron":
             b.warnings.append(f"{name}: second input '{inputs[1].name}' is not a logistic neuron layer")

@@ -43,11 +43,12 @@ def _inputs(cfg: CfgFile, section: str) -> list[str]:
     return [p.strip() for p in text.split(",")] if text else []
 
 
-def _classifier_width(cfg: CfgFile, section: str) -> int | None:
-    """Outputs of the fc layer feeding `section` (through neuron layers)."""
-    seen = set()
+def _classifier_width(cfg: CfgFile, section: str, seen: frozenset[str] = frozenset()) -> int | None:
+    """Values per case reaching `section`: the outputs of the fc layer feeding it (through
+    neuron, dropout and other one-input layers), or for a concat the sum over its inputs
+    (the 4-GPU nets' softmax reads a concat of four 2546-wide fc layers: 10184 classes)."""
     while section in cfg.sections and section not in seen:
-        seen.add(section)
+        seen = seen | {section}
         kind = _value(cfg, section, "type")
         if kind == "fc":
             try:
@@ -59,6 +60,9 @@ def _classifier_width(cfg: CfgFile, section: str) -> int | None:
         inputs = _inputs(cfg, section)
         if not inputs:
             return None
+        if kind == "concat":
+            widths = [_classifier_width(cfg, i, seen) for i in inputs]
+            return sum(w for w in widths if w) if all(widths) else None
         section = inputs[0]
     return None
 

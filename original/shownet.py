@@ -8,12 +8,14 @@ one per weight use); pooling, normalisation and neurons are not counted.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
 from .. import networks
 from .cfgfile import read_cfg
+from .labeltree import LabelTree
 from .layers import LENIENT, STRICT, DataProfile, Network, build_network, custom_profile
 from .params import apply_params
 from .profiles import guess_profiles
@@ -32,8 +34,13 @@ def resolve_files(layers: str, params: str | None) -> tuple[Path, Path | None]:
 
 def load(layers: str | Path, params: str | Path | None = None, *,
          image_size: tuple[int, int, int] | None = None, lenient: bool = False,
-         num_gpus: int | None = None) -> tuple[Network, list[str]]:
+         num_gpus: int | None = None, tree: LabelTree | None = None,
+         num_classes: int | None = None) -> tuple[Network, list[str]]:
     """Read a definition file (and parameter file) at a given or guessed input size.
+
+    `tree` is the data's label tree (batches.meta['tree']) for treefc layers; without
+    one, a treefc layer's weight matrix has an unknown width and the net cannot be built.
+    `num_classes` is the data's class count (a treefc layer's outputs), when known.
 
     Returns the network and the parameter file's sections that match no layer.
     In strict mode a file that only the lenient reader accepts raises a
@@ -43,6 +50,8 @@ def load(layers: str | Path, params: str | Path | None = None, *,
     cfg = read_cfg(layers_path)
     guessed = guess_profiles(cfg, layers_path.name)
     profile: DataProfile = custom_profile(image_size, guessed[0]) if image_size else guessed[0]
+    if tree is not None or num_classes:
+        profile = dataclasses.replace(profile, tree=tree, num_classes=num_classes or profile.num_classes)
     params_cfg = read_cfg(params_path) if params_path else None
     mode = LENIENT if lenient else STRICT
     try:

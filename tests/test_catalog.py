@@ -57,6 +57,7 @@ def test_definition_files_match_spec_catalog(by_path, catalog_json):
                 "layers": (got["layers"], want["layers_after_neuron_split"]),
                 "gpus": (got["gpus"], want["gpus"]),
                 "incomplete": (got["parameters_incomplete"], want["params_unknown_part"]),
+                "num_classes": (got["num_classes"], want["num_classes"]),
                 "lenient_fixes": (sorted(got["lenient_fixes"]), sorted(want["lenient_fixes"])),
             }
             mismatches += [(path, name, key, g, w) for key, (g, w) in checks.items() if g != w]

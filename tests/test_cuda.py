@@ -109,9 +109,11 @@ CASES = {
                         f"f: {W}\nlogprob: coeff=1\n", "cuda-libm"),
     # The cost layers beyond logreg and sum2 (§3.24–§3.28), on one-wide targets (the labels
     # data matrix) so that they share this file's data: the values only have to agree.
+    # crossent reads a softmax (§3.24; one-wide, so p = 1), which a sum2 also reads: the gradient flows
     "crossent": ("labels: type=data dataIdx=1\n"
-                 "f: type=fc inputs=pre outputs=1 initW=0.05\np: type=neuron inputs=f neuron=logistic\n"
-                 "c: type=cost.crossent inputs=labels,p gpu=0\n", f"f: {W}\nc: coeff=0.5\n", "cuda-libm"),
+                 "f: type=fc inputs=pre outputs=1 initW=0.05\np: type=softmax inputs=f\n"
+                 "c: type=cost.crossent inputs=labels,p gpu=0\nsq: type=cost.sum2 inputs=p\n",
+                 f"f: {W}\nc: coeff=0.5\n", "cuda-libm"),
     "crossent2-fused": ("labels: type=data dataIdx=1\n"
                         "f: type=fc inputs=pre outputs=1 initW=0.05\np: type=neuron inputs=f neuron=logistic\n"
                         "c: type=cost.crossent2 inputs=labels,p gpu=0\n", f"f: {W}\nc: coeff=1\n", "cuda-libm"),
@@ -123,6 +125,18 @@ CASES = {
                 "c: type=cost.rflickr inputs=labels,f gpu=0\n", f"f: {W}\nc: coeff=0.5\n", "cuda-libm"),
     "gsum2": ("labels: type=data dataIdx=1\nt: type=neuron inputs=pre neuron=abs\n"
               "c: type=cost.gsum2 inputs=labels,t gpu=0\n", "c: coeff=0.01\n", "cuda-libm"),
+    # §3.20–§3.22 (no backward, on the data beside pre) and §3.29, §3.30
+    "resize": ("t: type=resize inputs=data channels=3 scale=1.7 gpu=0\nsp: type=cost.sum2 inputs=pre\n" + SUM2, "",
+               "cuda-exact"),
+    "rgb2yuv": ("t: type=rgb2yuv inputs=data gpu=0\nsp: type=cost.sum2 inputs=pre\n" + SUM2, "", "cuda-exact"),
+    "rgb2lab": ("t: type=rgb2lab inputs=data center=1 gpu=0\nsp: type=cost.sum2 inputs=pre\n" + SUM2, "",
+                "cuda-libm"),
+    "rscale": ("t: type=rscale inputs=data channels=3 maxScale=1.5 tgtSize=9 gpu=0\nsp: type=cost.sum2 inputs=pre\n"
+               + SUM2, "", "cuda-exact"),
+    "tica": ("t: type=cost.tica inputs=pre channels=16 sizeX=3 gpu=0\nsq: type=cost.sum2 inputs=pre\n",
+             "t: coeff=0.5\n", "cuda-exact"),
+    "msm": ("labels: type=data dataIdx=1\nf: type=fc inputs=pre outputs=10 initW=0.05\n"
+            "c: type=cost.msm inputs=labels,f gpu=0\n", f"f: {W}\nc: coeff=0.5 setSize=3 threads=2\n", "cuda-libm"),
 }
 for _n, _cls in [("relu", "cuda-exact"), ("nrelu", "cuda-exact"), ("brelu[0.5]", "cuda-exact"),
                  ("abs", "cuda-exact"), ("square", "cuda-exact"), ("linear[-0.5,0.25]", "cuda-exact"),
@@ -295,9 +309,9 @@ def compare_nets(cpu: EngineNet, gpu: EngineNet, kind: str, what: str) -> int:
     """Every buffer of every layer; returns the number of arrays compared."""
     compared = 0
     for layer in cpu.config.layers.values():
-        for array in PER_LAYER + ("mask", "noise"):
+        for array in PER_LAYER + ("mask", "noise", "draws"):
             a, e = gpu.array(array, layer.name), cpu.array(array, layer.name)
-            check(a, e, "cuda-exact" if array in ("mask", "noise") else kind, f"{what} {layer.name}.{array}")
+            check(a, e, "cuda-exact" if array in ("mask", "noise", "draws") else kind, f"{what} {layer.name}.{array}")
             compared += 1
         if layer.type in _core.WEIGHT_LAYER_TYPES:
             for i in range(len(layer.inputs)):

@@ -776,3 +776,49 @@ def test_parameter_sections_for_unknown_layers_are_returned_unused():
     # are case-sensitive, so [Conv1] matches nothing.
     assert with_params(n, text) == ["ghost", "Conv1"]
     assert n["conv1"].params["epsW"] == [0.001]
+
+
+# -- resize, rgb2yuv/rgb2lab, the costs' inputs (issue 11 item 2) -----------------------
+
+def test_resize_target_side_is_the_floor_of_side_over_scale():
+    # engine.md §3.20: T = floor(S/scale); scale counts source pixels per target pixel, so
+    # 1.2 shrinks 24 to floor(20.000000000000004) = 20 (not 24*1.2 = 28), and 0.5 doubles 13 to 26.
+    prof = profile(3, 24)
+    n = net("\n[rs]\ntype=resize\ninputs=data\nchannels=3\nscale=1.2\ngpu=0\n", prof)
+    assert n["rs"].image == (3, 20) and n["rs"].outputs == 3 * 20 * 20
+    n = net("\n[rs]\ntype=resize\ninputs=data\nchannels=3\nscale=0.5\ngpu=0\n")
+    assert n["rs"].image == (3, 26)
+    config_error(lambda: net("\n[rs]\ntype=resize\ninputs=data\nchannels=3\nscale=2.5\ngpu=0\n"),
+                 section="rs", key="scale", reason="must be in 0.5..2")
+
+
+def test_colour_conversions_take_three_channels_without_a_channels_key():
+    # engine.md §3.21: R, G, B in, three channels out; a channels key is not read (an odd one is ignored).
+    n = net("\n[yuv]\ntype=rgb2yuv\ninputs=data\ngpu=0\n\n[lab]\ntype=rgb2lab\ninputs=yuv\ncenter=1\nchannels=7\n")
+    assert n["yuv"].image == (3, 13) and n["yuv"].attrs["channels"] == 3
+    assert n["lab"].image == (3, 13) and n["lab"].attrs["center"] is True
+    # a 4-channel input is not a 3-channel square image
+    config_error(lambda: net("\n[yuv]\ntype=rgb2yuv\ninputs=data\ngpu=0\n", profile(4, 13)),
+                 section="yuv", key="inputs", reason="not a square image with 3 channels")
+
+
+def test_msm_takes_energies_from_any_layer_and_logreg_needs_a_softmax():
+    # §3.30: cost.msm's second input is a layer of energies (here an fc); §3.23: logreg's is a softmax.
+    body = "\n[energies]\ntype=fc\ninputs=data\noutputs=10\ninitW=0.01\ngpu=0\n\n[msm]\ntype=cost.msm\n" \
+           "inputs=labels,energies\ngpu=0\n"
+    n = raw_net(DATA + body)
+    assert n["msm"].attrs["num_classes"] == 10
+    with_params(n, "[energies]\nepsW=0.01\nepsB=0.01\nmomW=0\nmomB=0\n\n[msm]\ncoeff=1\nsetSize=3\nthreads=2\n")
+    assert n["msm"].params["setSize"] == 3
+    bad = DATA + "\n[energies]\ntype=fc\ninputs=data\noutputs=10\ninitW=0.01\ngpu=0\n\n[logprob]\ntype=cost.logreg\n" \
+                 "inputs=labels,energies\ngpu=0\n"
+    config_error(lambda: raw_net(bad), section="logprob", key="inputs", reason="must be a softmax layer")
+
+
+def test_crossent_needs_a_softmax():
+    # §3.24 and driver.md §A.3: cost.crossent takes target distributions and a softmax.
+    head = DATA + "\n[fc10]\ntype=fc\ninputs=data\noutputs=1\ninitW=0.01\ngpu=0\n"
+    good = head + "\n[probs]\ntype=softmax\ninputs=fc10\n\n[ce]\ntype=cost.crossent\ninputs=labels,probs\ngpu=0\n"
+    assert raw_net(good)["ce"].attrs["num_classes"] == 1
+    bad = head + "\n[ce]\ntype=cost.crossent\ninputs=labels,fc10\ngpu=0\n"
+    config_error(lambda: raw_net(bad), section="ce", key="inputs", reason="'fc10' must be a softmax layer")

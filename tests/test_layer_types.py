@@ -76,6 +76,13 @@ def fc():
     return s
 
 
+def treefc():
+    """5 classes under inner nodes 5 = {0, 1}, 6 = {2, 3, 4} and the root 7 = {5, 6}."""
+    s = _spec("tree", "treefc", [0], 5, tree=[[], [], [], [], [], [0, 1], [2, 3, 4], [5, 6]], tree_root=7)
+    _learning(s, 1, [D], [8], (1, 5))
+    return s
+
+
 def image(type_, name, outputs=D, **fields):
     return _spec(name, type_, [0], outputs, channels=C, img_size=S, **fields)
 
@@ -88,6 +95,7 @@ VALID = {
     "conv": lambda: [data(), conv()],
     "local": lambda: [data(), conv("local")],
     "fc": lambda: [data(), fc()],
+    "treefc": lambda: [data(), treefc()],
     "pool": lambda: [data(), pool()],
     "rnorm": lambda: [data(), image("rnorm", "rnorm", size=3, alpha=1e-4, beta=0.75)],
     "cnorm": lambda: [data(), image("cnorm", "cnorm", size=3, alpha=1e-4, beta=0.75)],
@@ -101,6 +109,10 @@ VALID = {
     "nailbed": lambda: [data(), image("nailbed", "nailbed", C * 4 * 4, stride=2)],
     "blur": lambda: [data(), image("blur", "blur", filter=[0.25, 0.5, 0.25])],
     "href": lambda: [data(), image("href", "href")],
+    "resize": lambda: [data(), image("resize", "resize", C * 5 * 5, scale=1.5)],  # T = floor(8/1.5) = 5
+    "rgb2yuv": lambda: [data(), image("rgb2yuv", "yuv")],
+    "rgb2lab": lambda: [data(), image("rgb2lab", "lab", center=True)],
+    "rscale": lambda: [data(), image("rscale", "rscale", C * 6 * 6, tgt_size=6, max_scale=1.25)],
     "cost.logreg": lambda: [data(), data("labels", 1, 1), _spec("probs", "softmax", [0], D),
                             _spec("logprob", "cost.logreg", [1, 2], 0, topk=1)],
     "cost.sum2": lambda: [data(), _spec("sum2", "cost.sum2", [0], 0, coeff=1.0)],
@@ -110,6 +122,8 @@ VALID = {
                                _spec("crossent2", "cost.crossent2", [1, 2], 0)],
     "cost.rflickr": lambda: [data(), data("targets", D, 1), _spec("rflickr", "cost.rflickr", [1, 0], 0)],
     "cost.gsum2": lambda: [data(), data("gates", 1, 1), _spec("gsum2", "cost.gsum2", [1, 0], 0)],
+    "cost.tica": lambda: [data(), _spec("tica", "cost.tica", [0], 0, channels=C, img_size=S, size_x=3)],
+    "cost.msm": lambda: [data(), data("labels", 1, 1), _spec("msm", "cost.msm", [1, 0], 0, set_size=5)],
 }
 
 
@@ -139,6 +153,14 @@ def test_the_valid_specs_build_and_run_a_step(kind):
 # the message must start with after "layer '<name>': ").
 
 
+def _sched(type_: str, **fields) -> _core.Schedule:
+    s = _core.Schedule()
+    s.type = type_
+    for key, value in fields.items():
+        setattr(s, key, value)
+    return s
+
+
 def _set(layer: int, **fields):
     def edit(specs):
         for key, value in fields.items():
@@ -150,6 +172,24 @@ def _set_conv(**fields):
     def edit(specs):
         specs[1].conv = [_conv_input(**fields)]
     return edit
+
+
+def _above_fc(eps: float = 0.01):
+    """Puts the layer at specs[1] (one image input) above an fc of D outputs that learns
+    with rate `eps`: for the layers without a backward (§3.20–§3.22)."""
+    def edit(specs):
+        below = fc()
+        below.outputs, below.weight_cols, below.bias_cols = D, [D], D
+        below.eps_w, below.eps_b = [eps], eps
+        top = specs[1]
+        top.inputs = [1]
+        specs[1:] = [below, top]
+    return edit
+
+
+def _tiny_image(specs):  # a 3x1x1 image: resize needs two columns to blend
+    specs[0].outputs = C
+    specs[1].img_size, specs[1].scale, specs[1].outputs = 1, 0.5, C * 2 * 2
 
 
 MALFORMED = [
@@ -225,6 +265,24 @@ MALFORMED = [
     ("blur-asymmetric", "blur", _set(1, filter=[0.2, 0.5, 0.3]), "blur", "filter: must be symmetric"),
     ("href-img-0", "href", _set(1, img_size=0), "href", "img_size: must be >= 1"),
     ("href-two-inputs", "href", _set(1, inputs=[0, 0]), "href", "href takes 1 input"),
+    # resize, rgb2yuv, rgb2lab, rscale: geometry, ranges, and no learning layer below (no backward)
+    ("resize-scale-above-2", "resize", _set(1, scale=2.5), "resize", "scale: must be in \\[0.5, 2\\]"),
+    ("resize-outputs-scaled-up", "resize", _set(1, outputs=C * 12 * 12), "resize",
+     "outputs: expected channels\\*floor\\(img_size/scale\\)\\^2 = 75"),
+    ("resize-one-pixel", "resize", _tiny_image, "resize", "img_size: must be in 2..46340"),
+    ("resize-learning-below", "resize", _above_fc(), "resize",
+     "inputs: a resize layer has no backward \\(engine.md §3.20\\), but layer 'fc' below it learns"),
+    ("rgb2yuv-four-channels", "rgb2yuv", _set(1, channels=4, img_size=4, outputs=64), "yuv",
+     "channels: rgb2yuv converts three channels"),
+    ("rgb2yuv-learning-below", "rgb2yuv", _above_fc(), "yuv", "inputs: a rgb2yuv layer has no backward"),
+    ("rgb2lab-geometry", "rgb2lab", _set(1, img_size=7), "lab", "input size does not match its geometry"),
+    ("rgb2lab-outputs-mismatch", "rgb2lab", _set(1, outputs=D + 3), "lab", "outputs: must equal the input"),
+    ("rscale-crop-larger-than-image", "rscale", _set(1, tgt_size=9, outputs=C * 81), "rscale",
+     "tgt_size: the crop of 9 must fit in the input image of side 8"),
+    ("rscale-max-scale-above-2", "rscale", _set(1, max_scale=2.5), "rscale", "max_scale: must be in \\[1, 2\\]"),
+    ("rscale-outputs-mismatch", "rscale", _set(1, outputs=C * 5 * 5), "rscale",
+     "outputs: expected channels\\*tgt_size\\^2 = 108"),
+    ("rscale-learning-below", "rscale", _above_fc(), "rscale", "inputs: a rscale layer has no backward"),
     # cost layers
     ("logreg-one-input", "cost.logreg", _set(3, inputs=[2]), "logprob", "cost.logreg takes 2 input"),
     ("logreg-labels-rows", "cost.logreg", _set(3, inputs=[0, 2]), "logprob", "cost.logreg takes labels"),
@@ -236,21 +294,34 @@ MALFORMED = [
     ("crossent2-one-input", "cost.crossent2", _set(3, inputs=[2]), "crossent2", "cost.crossent2 takes 2 input"),
     ("rflickr-coeff-inf", "cost.rflickr", _set(2, coeff=float("inf")), "rflickr", "coeff: must be a finite"),
     ("gsum2-gates-rows", "cost.gsum2", _set(2, inputs=[0, 0]), "gsum2", "cost.gsum2 takes gates and x"),
+    ("tica-size-0", "cost.tica", _set(1, size_x=0), "tica", "size_x: expected 1 <= size_x <= img_size \\(8\\)"),
+    ("tica-size-above-image", "cost.tica", _set(1, size_x=9), "tica", "size_x: expected 1 <= size_x"),
+    ("tica-geometry", "cost.tica", _set(1, channels=2), "tica", "input size does not match its geometry"),
+    ("tica-has-outputs", "cost.tica", _set(1, outputs=D), "tica", "outputs: a cost layer has none"),
+    ("msm-set-size-0", "cost.msm", _set(2, set_size=0), "msm",
+     "set_size: expected 1 <= set_size <= classes - 1 \\(191\\), got 0"),
+    ("msm-set-size-every-class", "cost.msm", _set(2, set_size=D), "msm", "set_size: expected 1 <= set_size"),
+    ("msm-labels-rows", "cost.msm", _set(2, inputs=[0, 0]), "msm", "cost.msm takes labels and energies"),
+    ("msm-one-class", "cost.msm", _set(2, inputs=[1, 1]), "msm", "classes: the energies need 2"),
+    ("msm-coeff-nan", "cost.msm", _set(2, coeff=float("nan")), "msm", "coeff: must be a finite"),
     # the graph
-    ("unknown-type", "fc", _set(1, type="treefc"), "fc", "the engine has no 'treefc' layer"),
+    ("treefc-two-parents", "treefc", _set(1, tree=[[], [], [], [], [], [0, 1], [2, 3, 4, 1], [5, 6]]), "tree",
+     "tree: label tree: node 1 has two parents \\(5 and 6\\)"),
+    ("treefc-leaves-not-classes", "treefc", _set(1, outputs=4), "tree",
+     "tree: label tree: node 4 has no children but is not one of the 4 classes"),
+    ("treefc-root-not-a-node", "treefc", _set(1, tree_root=9), "tree", "tree: label tree: root 9 is not a node"),
+    ("treefc-cut-off", "treefc", _set(1, tree=[[], [], [], [], [], [0, 1], [2, 3, 4], [5]]), "tree",
+     "tree: label tree: node 2 is not below the root 7"),
+    ("treefc-columns", "treefc", _set(1, weight_cols=[7]), "tree",
+     "treefc weight matrix must be \\(inputs, nodes of the tree\\): expected \\(192, 8\\)"),
+    ("treefc-schedule", "treefc", _set(1, sched_w=[_sched("exp", tgt_factor=10.0)]), "tree",
+     "schedW: the tree update \\(§3.3\\) has no learning-rate schedule"),
+    ("unknown-type", "fc", _set(1, type="abstanh"), "fc", "the engine has no 'abstanh' layer"),
     ("name-twice", "eltsum", _set(1, name="data"), "data", "name used twice"),
     ("input-not-earlier", "fc", _set(1, inputs=[1]), "fc", "inputs must be earlier layers"),
     ("data-index-negative", "fc", _set(0, data_idx=-1), "data", "data_idx: must be >= 0"),
     ("data-no-outputs", "fc", _set(0, outputs=0), "data", "has no outputs"),
 ]
-
-
-def _sched(type_: str, **fields) -> _core.Schedule:
-    s = _core.Schedule()
-    s.type = type_
-    for key, value in fields.items():
-        setattr(s, key, value)
-    return s
 
 
 def test_at_least_25_malformed_specs_cover_every_layer_type():
@@ -348,13 +419,13 @@ def test_per_op_bindings_give_the_plans_message_without_the_layer(case):
 
 
 def test_layer_type_table_is_exposed_once():
-    assert _core.WEIGHT_LAYER_TYPES == ("conv", "local", "fc")
+    assert _core.WEIGHT_LAYER_TYPES == ("conv", "local", "fc", "treefc")
     assert _core.COST_LAYER_TYPES == ("cost.logreg", "cost.sum2", "cost.crossent", "cost.crossent2", "cost.rflickr",
-                                      "cost.gsum2")
+                                      "cost.gsum2", "cost.tica", "cost.msm")
     assert _core.layer_type_info("eltmax") == {"weights": False, "cost": False, "min_inputs": 2, "max_inputs": None,
                                                 "spec": "§3.14"}
     with pytest.raises(KeyError):
-        _core.layer_type_info("treefc")
+        _core.layer_type_info("abstanh")
 
 
 def test_both_backends_implement_every_row_of_the_table():
@@ -429,3 +500,149 @@ def test_cost_layers_engine_and_port_agree(tmp_path, name):
         assert "probs" not in grads
     else:
         assert "fc10" in grads
+
+
+# ---------------------------------------------------------------------------
+# resize, rgb2yuv, rgb2lab, rscale (§3.20–§3.22, no backward), cost.tica and cost.msm
+# (§3.29, §3.30): one net on 3x13x13 images, 5 cases, the engine against the port. The
+# port draws rscale's draw (scale index, factor, crop offsets) and the engine replays it.
+# tica sits on a conv that a later sum2 also reads (so the engine reaches tica second:
+# the accumulate path, sqrt(sum A)) and tica2 alone on another, with an even window
+# (the overwrite path, sum A); msm reads energies from an fc, not a softmax.
+IMAGE_NET = """[data]
+type=data
+dataIdx=0
+
+[labels]
+type=data
+dataIdx=1
+
+[yuv]
+type=rgb2yuv
+inputs=data
+gpu=0
+
+[lab]
+type=rgb2lab
+inputs=data
+center=1
+gpu=0
+
+[rs]
+type=resize
+inputs=yuv
+channels=3
+scale=1.7
+
+[rsc]
+type=rscale
+inputs=yuv
+channels=3
+maxScale=1.5
+tgtSize=9
+
+[conv]
+type=conv
+inputs=rsc
+channels=3
+filters=16
+filterSize=3
+padding=1
+initW=0.1
+partialSum=0
+
+[conv2]
+type=conv
+inputs=rsc
+channels=3
+filters=16
+filterSize=2
+initW=0.1
+partialSum=0
+
+[fc10]
+type=fc
+inputs=rs,rsc
+outputs=10
+initW=0.05,0.05
+
+[probs]
+type=softmax
+inputs=fc10
+
+[logprob]
+type=cost.logreg
+inputs=labels,probs
+gpu=0
+
+[energies]
+type=fc
+inputs=rs
+outputs=10
+initW=0.1
+
+[msm]
+type=cost.msm
+inputs=labels,energies
+gpu=0
+
+[tica]
+type=cost.tica
+inputs=conv
+channels=16
+sizeX=3
+
+[tica2]
+type=cost.tica
+inputs=conv2
+channels=16
+sizeX=2
+
+[sq]
+type=cost.sum2
+inputs=conv
+
+[sqlab]
+type=cost.sum2
+inputs=lab
+"""
+LEARN = "epsW={w}\nepsB=0.02\nmomW={m}\nmomB=0.9\nwc={d}\n"
+IMAGE_PARAMS = "".join(f"[{n}]\n" + LEARN.format(w=w, m=m, d=d) for n, (w, m, d) in {
+    "conv": ("0.01", "0.9", "0.004"), "conv2": ("0.01", "0.9", "0.004"),
+    "fc10": ("0.01,0.01", "0.9,0.9", "0.004,0.004"), "energies": ("0.01", "0.9", "0.004")}.items()) + """
+[logprob]
+coeff=1
+[msm]
+coeff=0.5
+setSize=3
+threads=4
+[tica]
+coeff=0.25
+[tica2]
+coeff=0.5
+[sq]
+coeff=0.01
+[sqlab]
+coeff=0.01
+"""
+
+
+def test_image_layers_tica_and_msm_engine_and_port_agree(tmp_path):
+    layers, params = tmp_path / "image.layers.cfg", tmp_path / "image.params.cfg"
+    layers.write_text(IMAGE_NET)
+    params.write_text(IMAGE_PARAMS)
+    config = load_network(layers, DataProfile("image-test", "3x13x13 images", (3, 13, 13), 1, 10))
+    load_params(config, params)
+    assert config["rs"].image == (3, 7)  # floor(13/1.7)
+    report = parity.run_parity(config, minibatch=5, steps=2, seed=3)
+    assert report.passed, parity.summary_text(report)
+    kinds = {(m.layer, m.quantity): m.kind for m in report.metrics}
+    # bit-exact classes where the float operations are the engine's
+    assert kinds[("rs", "forward")] == kinds[("rsc", "forward")] == "resize"
+    assert kinds[("yuv", "forward")] == "color" and kinds[("lab", "forward")] == "color-pow"
+    assert kinds[("conv2", "backward")] == "grad-tica"  # tica2 is conv2's only consumer
+    assert kinds[("energies", "backward")] == "grad-msm"
+    assert kinds[("tica", "forward")] == kinds[("msm", "forward")] == "cost"
+    # no gradient reaches the layers without a backward, nor anything below them
+    grads = {m.layer for m in report.metrics if m.quantity.startswith("backward")}
+    assert grads.isdisjoint({"data", "yuv", "lab", "rs", "rsc"}) and {"conv", "conv2", "energies"} <= grads

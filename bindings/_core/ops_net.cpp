@@ -123,6 +123,8 @@ void register_net_ops(py::module_& m) {
   SPEC_FIELD(alpha); SPEC_FIELD(beta); SPEC_FIELD(min_div); SPEC_FIELD(blocked); SPEC_FIELD(filter);
   SPEC_FIELD(neuron); SPEC_FIELD(neuron_a); SPEC_FIELD(neuron_b); SPEC_FIELD(keep); SPEC_FIELD(enable);
   SPEC_FIELD(coeffs); SPEC_FIELD(coeff); SPEC_FIELD(topk);
+  SPEC_FIELD(scale); SPEC_FIELD(max_scale); SPEC_FIELD(tgt_size); SPEC_FIELD(center); SPEC_FIELD(set_size);
+  SPEC_FIELD(tree); SPEC_FIELD(tree_root);
 #undef SPEC_FIELD
 
   // ---- the one interface ----

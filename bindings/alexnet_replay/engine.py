@@ -27,7 +27,7 @@ falls back to the CPU.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -55,7 +55,8 @@ def _schedule(s: CfgSchedule) -> _core.Schedule:
     return out
 
 
-def _spec(layer: Layer, index: dict[str, int], rng: np.random.RandomState) -> _core.LayerSpec:
+def _spec(layer: Layer, index: dict[str, int], rng: np.random.RandomState,
+          conns: Sequence[Sequence[int] | None] | None = None) -> _core.LayerSpec:
     s = _core.LayerSpec()
     s.name, s.type = layer.name, layer.type
     s.gpu = layer.gpu  # the CUDA engine's placement (engine.md §6); the CPU ignores it
@@ -71,7 +72,9 @@ def _spec(layer: Layer, index: dict[str, int], rng: np.random.RandomState) -> _c
             c.channels, c.img_size, c.filter_size = a["channels"][i], a["imgSize"][i], a["filterSize"][i]
             c.padding = -a["padding"][i]  # the layer record holds -p (driver.md §A.3)
             c.stride, c.groups, c.filter_channels = a["stride"][i], a["groups"][i], a["filterChannels"][i]
-            if a["randSparse"][i]:  # §3.4: overSample concatenated random permutations of the channels
+            if a["randSparse"][i] and conns is not None and conns[i] is not None:
+                c.conns = [int(v) for v in conns[i]]  # given: initCFunc's table, or a checkpoint's (no draw)
+            elif a["randSparse"][i]:  # §3.4: overSample concatenated random permutations of the channels
                 c.conns = [int(v) for _ in range(a["overSample"][i]) for v in rng.permutation(c.channels)]
             convs.append(c)
         s.conv = convs
@@ -93,10 +96,17 @@ def _spec(layer: Layer, index: dict[str, int], rng: np.random.RandomState) -> _c
         s.sched_w = [_schedule(p["schedW"])] * len(layer.inputs)
         s.bias_rows, s.bias_cols = layer.biases
         s.eps_b, s.mom_b, s.sched_b = p["epsB"], p["momB"], _schedule(p["schedB"])
+        if layer.type == "treefc":
+            tree = a.get("tree")
+            if tree is None:
+                raise ReplayError(f"layer '{layer.name}': treefc needs the data's label tree "
+                                  "(batches.meta['tree'], engine.md §3.3), and none was given")
+            s.tree, s.tree_root = [list(c) for c in tree.children], tree.root
         if p.get("superEps", 0.0) > 0:
             raise ReplayError(f"layer '{layer.name}': superEps (the experimental RMS update, engine.md §4.4) "
                               "is not implemented by the engine")
-    if layer.type in ("pool", "nailbed", "blur", "href", "rnorm", "cnorm", "cmrnorm"):
+    if layer.type in ("pool", "nailbed", "blur", "href", "rnorm", "cnorm", "cmrnorm", "resize", "rscale", "rgb2yuv",
+                      "rgb2lab", "cost.tica"):
         s.channels = a["channels"]
         s.img_size = a["imgSize"]
     if layer.type == "pool":
@@ -118,6 +128,16 @@ def _spec(layer: Layer, index: dict[str, int], rng: np.random.RandomState) -> _c
         s.keep, s.enable = a["keep"], p["enable"]
     if layer.type == "eltsum":
         s.coeffs = a["coeffs"]
+    if layer.type == "resize":
+        s.scale = a["scale"]
+    if layer.type == "rscale":
+        s.max_scale, s.tgt_size = a["maxScale"], a["tgtSize"]
+    if layer.type == "rgb2lab":
+        s.center = a["center"]
+    if layer.type == "cost.tica":
+        s.size_x = a["sizeX"]
+    if layer.type == "cost.msm":
+        s.set_size = p["setSize"]
     if layer.is_cost:
         s.coeff = p.get("coeff", 1.0)
         s.topk = p.get("topk", 1)
@@ -181,15 +201,26 @@ class EngineNet:
     on either device."""
 
     def __init__(self, config: Network, minibatch: int, seed: int, device: str = "cpu", *,
-                 init_weights: bool = True, num_gpus: int | None = None, gemm: str = "auto") -> None:
+                 init_weights: bool = True, num_gpus: int | None = None, gemm: str = "auto",
+                 conns: Mapping[str, Sequence[Sequence[int] | None]] | None = None,
+                 skip_init_funcs: bool = False) -> None:
+        """`conns` gives connection tables by layer (random sparse inputs; None entries are
+        drawn). Layers with initWFunc/initBFunc (driver.md §A.5) are refused unless
+        `skip_init_funcs`: then they draw nothing and the caller fills them
+        (harness/init_from.py)."""
         if device not in DEVICES:
             raise ReplayError(f"device must be 'cpu' or 'cuda' (got {device!r})")
         self.config = config
         self.minibatch = minibatch
         self.device = device
+        self.skip_init_funcs = skip_init_funcs
         rng = np.random.RandomState(seed)
         index = {name: i for i, name in enumerate(config.layers)}
-        specs = [_spec(layer, index, rng) for layer in config.layers.values()]
+        conns = conns or {}
+        specs = [_spec(layer, index, rng, conns.get(layer.name)) for layer in config.layers.values()]
+        # The connection tables in use, by layer (None for dense inputs): checkpoints keep them.
+        self.conns: dict[str, list[list[int] | None]] = {
+            spec.name: [list(c.conns) or None for c in spec.conv] for spec in specs if len(spec.conv)}
         try:
             self._net = _BACKENDS[device](specs, minibatch, seed, num_gpus, gemm)
         except ValueError as exc:  # a spec the engine's plan refuses, naming the layer
@@ -204,15 +235,19 @@ class EngineNet:
         for layer in self.config.layers.values():
             if layer.type not in WEIGHT_LAYER_TYPES:
                 continue
-            for key in ("initWFunc", "initBFunc", "initCFunc"):
-                if key in layer.attrs:
-                    raise ReplayError(f"layer '{layer.name}': {key}={layer.attrs[key]} imports Python code "
-                                      "from the release; set the weights through net.weights() instead")
+            funcs = [key for key in ("initWFunc", "initBFunc") if key in layer.attrs]
+            if funcs and not self.skip_init_funcs:
+                raise ReplayError(f"{self.config.path}: layer '{layer.name}': {funcs[0]}={layer.attrs[funcs[0]]} "
+                                  "copies an earlier run's arrays; give that run's checkpoint with --init-from "
+                                  "CHECKPOINT (train), or set them with set_weights/set_biases")
             for i, (rows, cols) in enumerate(layer.weights):
-                if layer.weight_sources[i] is None:
+                if layer.weight_sources[i] is None and "initWFunc" not in layer.attrs:  # else: init_from.py
                     w = layer.attrs["initW"][i] * rng.standard_normal((rows, cols))
+                    if layer.type == "treefc":  # §4.1: the inner nodes' vectors start at zero
+                        w[:, layer.outputs:] = 0.0
                     self.set_weights(layer.name, w.astype(np.float32), i)
-            self.set_biases(layer.name, np.float32(layer.attrs["initB"]))
+            if "initBFunc" not in layer.attrs:
+                self.set_biases(layer.name, np.float32(layer.attrs["initB"]))
 
     # -- a step ------------------------------------------------------------------
     def set_data(self, data: Sequence[np.ndarray]) -> None:
@@ -287,7 +322,7 @@ class EngineNet:
     # -- arrays --------------------------------------------------------------------
     # Kinds, as in the engine's buffers (alexnet/core/net_plan.h BufferKind).
     KINDS = ("acts", "acts_grad", "weights", "weight_inc", "weight_grad", "biases", "bias_inc", "bias_grad",
-             "mask", "noise")
+             "mask", "noise", "draws")
 
     def array(self, kind: str, name: str, input: int = 0) -> np.ndarray:
         """The array `kind` of layer `name` (input `input` for weight matrices): a view on the
@@ -324,6 +359,11 @@ class EngineNet:
     def set_noise(self, name: str, values) -> None:
         """nrelu layers: the (D, n) N(0,1) noise of the next forward on n cases."""
         self._set_prefix("noise", name, values)
+
+    def set_draws(self, name: str, values) -> None:
+        """rscale layers: the draws of the next training forward (with inject_masks = True),
+        four numbers: scale index s, scale factor, crop row, crop column (engine.md §3.22)."""
+        self.set_array("draws", name, np.asarray(values, dtype=np.float32).reshape(1, -1))
 
     def _set_prefix(self, kind: str, name: str, values) -> None:
         values = np.asarray(values, dtype=np.float32)
@@ -373,6 +413,11 @@ class EngineNet:
     def noise(self, name: str, cases: int | None = None) -> np.ndarray:
         """nrelu layers: the (D, n) noise of the last forward, as :meth:`mask`."""
         return self._prefix("noise", name, cases)
+
+    def draws(self, name: str) -> np.ndarray:
+        """rscale layers: the (4,) draws of the last training forward: scale index s, scale
+        factor, crop row, crop column (engine.md §3.22; a view on the CPU, a copy on CUDA)."""
+        return self.array("draws", name).reshape(-1)
 
     @property
     def layer_names(self) -> list[str]:

@@ -6,8 +6,10 @@
 #include "alexnet/core/layer_types.h"
 
 #include <cmath>
+#include <stdexcept>
 #include <string>
 
+#include "alexnet/core/multisoftmax.h"
 #include "alexnet/core/net_plan.h"
 
 namespace alexnet {
@@ -123,6 +125,33 @@ void plan_fc(Plan& P, LayerPlan& L) {
   w.fortran = true;
   w.biases = L.spec.outputs;
   P.plan_weights(L, w);
+}
+
+// ---- treefc (§3.3) ---------------------------------------------------------------------------
+
+void plan_treefc(Plan& P, LayerPlan& L) {
+  const LayerSpec& s = L.spec;
+  try {
+    L.tree = make_label_tree(s.tree, s.tree_root, s.outputs);
+  } catch (const std::invalid_argument& e) {
+    fail(L, std::string("tree: ") + e.what() + " (treefc's outputs are the tree's leaves, one per class)");
+  }
+  if (!s.share_layer.empty() && s.share_layer[0] >= 0) fail(L, "weightSource: a treefc layer cannot share weights");
+  if (!s.sched_w.empty() && (s.sched_w[0].type != ScheduleType::Default || s.sched_w[0].noise_stdev != 0.0))
+    fail(L, "schedW: the tree update (§3.3) has no learning-rate schedule");
+  if (!s.wball_normed.empty() && s.wball_normed[0] > 0.0f)
+    fail(L, "wball: the tree update (§3.3) applies no max-norm constraint");
+  WeightLayout w;
+  w.rows.push_back(L.input_sizes[0]);  // (Din, nodes), Fortran order: one contiguous vector per node
+  w.cols.push_back(L.tree.nodes);
+  w.max_norm.push_back(UpdateRule{});
+  w.shape_rule = "treefc weight matrix must be (inputs, nodes of the tree)";
+  w.fortran = true;
+  w.gradient = true;  // the leaves' gradient, then each inner node's (the sum of its children's)
+  w.biases = s.outputs;
+  P.plan_weights(L, w);
+  for (UpdateRule& r : P.update_rules)
+    if (r.matrix == L.weights[0]) r.tree = true;
 }
 
 // ---- pool (§3.6) --------------------------------------------------------------------------
@@ -258,7 +287,68 @@ void plan_href(Plan&, LayerPlan& L) {
   same_as_input(L);
 }
 
-// ---- cost layers (§3.23–§3.28) ----------------------------------------------------------------
+// ---- resize (§3.20), rgb2yuv and rgb2lab (§3.21), rscale (§3.22) --------------------------------
+
+// The four have no backward (the release's layer.py forbids gradient consumers below
+// them): a matrix that learns at or below the input would silently get no gradient.
+void no_gradient_below(const Plan& P, const LayerPlan& L) {
+  std::vector<int> stack(L.spec.inputs.begin(), L.spec.inputs.end());
+  std::vector<bool> seen(static_cast<size_t>(L.index), false);
+  while (!stack.empty()) {
+    const int li = stack.back();
+    stack.pop_back();
+    if (seen[static_cast<size_t>(li)]) continue;
+    seen[static_cast<size_t>(li)] = true;
+    const LayerPlan& B = P.layers[static_cast<size_t>(li)];
+    bool learns = B.bias >= 0 && P.matrices[static_cast<size_t>(B.bias)].eps_base > 0.0f;
+    for (int m : B.weights) learns = learns || P.matrices[static_cast<size_t>(m)].eps_base > 0.0f;
+    if (learns)
+      fail(L, "inputs: a " + L.spec.type + " layer has no backward (engine.md " + L.type->spec + "), but layer '" +
+                  B.spec.name + "' below it learns (epsW or epsB > 0) and would never get a gradient");
+    for (int in : B.spec.inputs) stack.push_back(in);
+  }
+}
+
+void plan_resize(Plan& P, LayerPlan& L) {
+  const LayerSpec& s = L.spec;
+  if (!(s.scale >= 0.5 && s.scale <= 2.0))
+    fail(L, "scale: must be in [0.5, 2] (the cfg's scale), got " + std::to_string(s.scale));
+  L.resize.channels = s.channels;
+  L.resize.img_size = s.img_size;
+  L.resize.tgt_size = resize_target_size(s.img_size, s.scale);
+  L.resize.scale = static_cast<float>(s.scale);
+  checked(s, [&] { check_resize_params(L.resize); });
+  image_input(L);
+  const int64_t t = L.resize.tgt_size;
+  if (s.channels * t * t != s.outputs)
+    fail(L, "outputs: expected channels*floor(img_size/scale)^2 = " + str(s.channels * t * t) + " (got " +
+                str(s.outputs) + ")");
+  no_gradient_below(P, L);
+}
+
+void plan_color(Plan& P, LayerPlan& L) {
+  if (L.spec.channels != 3)
+    fail(L, "channels: " + L.spec.type + " converts three channels (R, G, B), got " + str(L.spec.channels));
+  L.color = {L.spec.img_size, L.spec.type == "rgb2lab" && L.spec.center};
+  checked(L.spec, [&] { check_color_params(L.color); });
+  image_input(L);
+  same_as_input(L);
+  no_gradient_below(P, L);
+}
+
+void plan_rscale(Plan& P, LayerPlan& L) {
+  const LayerSpec& s = L.spec;
+  L.rscale = {s.channels, s.img_size, s.tgt_size, s.max_scale};
+  checked(s, [&] { check_rscale_params(L.rscale); });
+  image_input(L);
+  if (s.channels * s.tgt_size * s.tgt_size != s.outputs)
+    fail(L, "outputs: expected channels*tgt_size^2 = " + str(s.channels * s.tgt_size * s.tgt_size) + " (got " +
+                str(s.outputs) + ")");
+  L.draw_count = kRscaleDraws;
+  no_gradient_below(P, L);
+}
+
+// ---- cost layers (§3.23–§3.30) ----------------------------------------------------------------
 
 void plan_logreg(Plan& P, LayerPlan& L) {
   if (L.input_sizes[0] != 1) fail(L, "cost.logreg takes labels and a softmax: its first input must be 1 row of labels");
@@ -301,6 +391,25 @@ void plan_gsum2(Plan&, LayerPlan& L) {
   L.cost_terms = L.input_sizes[1];  // per row of x
 }
 
+void plan_tica(Plan& P, LayerPlan& L) {
+  L.tica = {L.spec.channels, L.spec.img_size, L.spec.size_x};
+  checked(L.spec, [&] { check_tica_params(L.tica); });
+  image_input(L);
+  check_finite(L, "coeff", L.spec.coeff);
+  L.cost_terms = L.input_sizes[0];  // per row: the sum of A over the cases
+  // A for the backward's window sums: a double per element (the CPU holds its float32 values in doubles)
+  L.work_bytes = L.input_sizes[0] * P.max_cases * static_cast<int64_t>(sizeof(double));
+}
+
+void plan_msm(Plan& P, LayerPlan& L) {
+  if (L.input_sizes[0] != 1) fail(L, "cost.msm takes labels and energies: its first input must be 1 row of labels");
+  L.msm = {L.input_sizes[1], L.spec.set_size};
+  checked(L.spec, [&] { check_msm_params(L.msm); });
+  check_finite(L, "coeff", L.spec.coeff);
+  L.cost_terms = 3 * P.max_cases;  // per case: log p of the label, top-1 credit, top-k credit
+  L.work_bytes = msm_chunk_cases(L.msm, P.max_cases) * msm_case_doubles(L.msm) * static_cast<int64_t>(sizeof(double));
+}
+
 }  // namespace
 
 const std::vector<LayerType>& layer_types() {
@@ -310,6 +419,7 @@ const std::vector<LayerType>& layer_types() {
       {"conv", true, false, 1, -1, "§3.4", plan_conv},
       {"local", true, false, 1, -1, "§3.5", plan_local},
       {"fc", true, false, 1, -1, "§3.2", plan_fc},
+      {"treefc", true, false, 1, 1, "§3.3", plan_treefc},
       {"pool", false, false, 1, 1, "§3.6", plan_pool},
       {"rnorm", false, false, 1, 1, "§3.8", plan_rnorm},
       {"cnorm", false, false, 1, 1, "§3.10", plan_cnorm},
@@ -323,12 +433,18 @@ const std::vector<LayerType>& layer_types() {
       {"nailbed", false, false, 1, 1, "§3.17", plan_nailbed},
       {"blur", false, false, 1, 1, "§3.18", plan_blur},
       {"href", false, false, 1, 1, "§3.19", plan_href},
+      {"resize", false, false, 1, 1, "§3.20", plan_resize},
+      {"rgb2yuv", false, false, 1, 1, "§3.21", plan_color},
+      {"rgb2lab", false, false, 1, 1, "§3.21", plan_color},
+      {"rscale", false, false, 1, 1, "§3.22", plan_rscale},
       {"cost.logreg", false, true, 2, 2, "§3.23", plan_logreg},
       {"cost.sum2", false, true, 1, 1, "§3.27", plan_sum2},
       {"cost.crossent", false, true, 2, 2, "§3.24", plan_crossent},
       {"cost.crossent2", false, true, 2, 2, "§3.25", plan_crossent2},
       {"cost.rflickr", false, true, 2, 2, "§3.26", plan_rflickr},
       {"cost.gsum2", false, true, 2, 2, "§3.28", plan_gsum2},
+      {"cost.tica", false, true, 1, 1, "§3.29", plan_tica},
+      {"cost.msm", false, true, 2, 2, "§3.30", plan_msm},
   };
   return table;
 }

@@ -183,13 +183,13 @@ BufferKind buffer_kind(const std::string& name) {
   static const std::map<std::string, K> kinds = {
       {"acts", K::Acts},        {"acts_grad", K::ActsGrad}, {"weights", K::Weights},  {"weight_inc", K::WeightInc},
       {"weight_grad", K::WeightGrad}, {"biases", K::Biases}, {"bias_inc", K::BiasInc}, {"bias_grad", K::BiasGrad},
-      {"mask", K::Mask},        {"noise", K::Noise},
+      {"mask", K::Mask},        {"noise", K::Noise},        {"draws", K::Draws},
   };
   auto it = kinds.find(name);
   if (it == kinds.end())
     throw std::invalid_argument("kind: buffer kind '" + name +
                                 "' (acts, acts_grad, weights, weight_inc, weight_grad, biases, bias_inc, bias_grad, "
-                                "mask, noise)");
+                                "mask, noise, draws)");
   return it->second;
 }
 
@@ -205,6 +205,7 @@ const char* buffer_kind_name(BufferKind kind) {
     case BufferKind::BiasGrad: return "bias_grad";
     case BufferKind::Mask: return "mask";
     case BufferKind::Noise: return "noise";
+    case BufferKind::Draws: return "draws";
   }
   return "?";
 }
@@ -242,6 +243,7 @@ BufferInfo Plan::buffer_info(BufferKind kind, int layer, int input, int64_t case
     case K::WeightGrad: {
       const MatrixPlan& w = weight();
       set(w.has_grad, w.rows, w.cols);
+      b.fortran = w.fortran && b.rows > 0;  // treefc: the gradient has its weights' layout
       break;
     }
     case K::Biases:
@@ -254,6 +256,9 @@ BufferInfo Plan::buffer_info(BufferKind kind, int layer, int input, int64_t case
       break;
     case K::Noise:
       set(L.has_noise, L.spec.outputs, max_cases);
+      break;
+    case K::Draws:
+      set(L.draw_count > 0, 1, L.draw_count);
       break;
   }
   return b;
@@ -296,6 +301,10 @@ void ForwardDraws::normal(float* out, int64_t count) {
 
 void ForwardDraws::dropout_mask(float* out, int64_t count, float keep) {
   for (int64_t i = 0; i < count; ++i) out[i] = (1.0 - uniform_(rng_)) < keep ? 1.0f : 0.0f;
+}
+
+void ForwardDraws::uniform(double* out, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) out[i] = uniform_(rng_);
 }
 
 }  // namespace alexnet

@@ -3,6 +3,7 @@
 // the per-op bindings (STYLE.md habit 14): each message names the field.
 #include "alexnet/core/op_params.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -207,6 +208,111 @@ void check_blur_params(const BlurParams& p, const float* taps) {
 void check_href_params(const HrefParams& p) {
   check_count("channels", p.channels);
   check_count("img_size", p.img_size, kMaxSide);
+}
+
+// ---- resize, rgb2yuv/rgb2lab, rscale ----------------------------------------------------
+
+int64_t resize_target_size(int64_t img_size, double scale) {
+  if (!(scale > 0.0) || !std::isfinite(scale)) return 0;
+  const double t = std::floor(static_cast<double>(img_size) / scale);
+  return t < static_cast<double>(kMaxSide) ? static_cast<int64_t>(t) : kMaxSide + 1;
+}
+
+void check_resize_params(const ResizeParams& p) {
+  check_count("channels", p.channels);
+  if (p.img_size < 2 || p.img_size > kMaxSide)
+    fail("img_size: must be in 2.." + str(kMaxSide) + " (bilinear sampling clamps to S - 1.01 and blends two "
+         "columns), got " + str(p.img_size));
+  check_count("tgt_size", p.tgt_size, kMaxSide);
+  if (!(p.scale > 0.0f) || !std::isfinite(p.scale))
+    fail("scale: must be a positive finite number, got " + std::to_string(p.scale));
+}
+
+void check_color_params(const ColorParams& p) { check_count("img_size", p.img_size, kMaxSide); }
+
+int64_t rscale_num_scales(const RscaleParams& p) {
+  const double top = std::floor(static_cast<double>(p.tgt_size) * p.max_scale);
+  const int64_t largest = top < static_cast<double>(p.img_size) ? static_cast<int64_t>(top) : p.img_size;
+  return largest - p.tgt_size + 1;
+}
+
+void check_rscale_params(const RscaleParams& p) {
+  check_count("channels", p.channels);
+  check_count("img_size", p.img_size, kMaxSide);
+  check_count("tgt_size", p.tgt_size, kMaxSide);
+  if (p.tgt_size > p.img_size)
+    fail("tgt_size: the crop of " + str(p.tgt_size) + " must fit in the input image of side " + str(p.img_size));
+  if (!(p.max_scale >= 1.0 && p.max_scale <= 2.0))
+    fail("max_scale: must be in [1, 2] (the cfg's maxScale), got " + std::to_string(p.max_scale));
+}
+
+RscaleDraw rscale_draw(const RscaleParams& p, const double u[kRscaleDraws]) {
+  // s with probability (s+1)^2 / sum: the first s whose cumulative weight exceeds u0 * sum.
+  const int64_t num = rscale_num_scales(p);
+  double total = 0.0;
+  for (int64_t s = 0; s < num; ++s) total += static_cast<double>((s + 1) * (s + 1));
+  const double target = u[0] * total;
+  RscaleDraw d;
+  d.scale_index = num - 1;
+  double cum = 0.0;
+  for (int64_t s = 0; s < num; ++s) {
+    cum += static_cast<double>((s + 1) * (s + 1));
+    if (target < cum) {
+      d.scale_index = s;
+      break;
+    }
+  }
+  const double S = static_cast<double>(p.img_size), R = static_cast<double>(d.rescaled(p));
+  const double lo = std::max(1.0, S / (R + 1.0)), hi = S / R;
+  d.factor = static_cast<float>(lo + u[1] * (hi - lo));
+  const double span = static_cast<double>(d.scale_index + 1);  // offsets 0..s
+  d.crop_y = std::min(static_cast<int64_t>(u[2] * span), d.scale_index);
+  d.crop_x = std::min(static_cast<int64_t>(u[3] * span), d.scale_index);
+  return d;
+}
+
+void rscale_store(const RscaleDraw& d, float* out) {
+  out[0] = static_cast<float>(d.scale_index);
+  out[1] = d.factor;
+  out[2] = static_cast<float>(d.crop_y);
+  out[3] = static_cast<float>(d.crop_x);
+}
+
+RscaleDraw rscale_load(const RscaleParams& p, const float* stored) {
+  const int64_t num = rscale_num_scales(p);
+  auto whole = [](float v, float lo, float hi) { return v >= lo && v <= hi && v == std::floor(v); };
+  if (!whole(stored[0], 0.0f, static_cast<float>(num - 1)))
+    fail("draws: the scale index must be a whole number in 0.." + str(num - 1) + ", got " +
+         std::to_string(stored[0]));
+  RscaleDraw d;
+  d.scale_index = static_cast<int64_t>(stored[0]);
+  d.factor = stored[1];
+  if (!(d.factor > 0.0f) || !std::isfinite(d.factor))
+    fail("draws: the scale factor must be a positive finite number, got " + std::to_string(stored[1]));
+  const float s = static_cast<float>(d.scale_index);
+  if (!whole(stored[2], 0.0f, s) || !whole(stored[3], 0.0f, s))
+    fail("draws: the crop offsets must be whole numbers in 0.." + str(d.scale_index) + ", got " +
+         std::to_string(stored[2]) + ", " + std::to_string(stored[3]));
+  d.crop_y = static_cast<int64_t>(stored[2]);
+  d.crop_x = static_cast<int64_t>(stored[3]);
+  return d;
+}
+
+// ---- cost.tica, cost.msm ---------------------------------------------------------------
+
+void check_tica_params(const TicaParams& p) {
+  check_count("channels", p.channels);
+  check_count("img_size", p.img_size, kMaxSide);
+  check_range("size_x", p.size_x, 1, p.img_size, "img_size (" + str(p.img_size) + ")");
+}
+
+void check_msm_params(const MsmParams& p) {
+  if (p.classes < 2 || p.classes > kMaxCount)
+    fail("classes: the energies need 2..2^31-1 rows (got " + str(p.classes) + ")");
+  check_range("set_size", p.set_size, 1, p.classes - 1, "classes - 1 (" + str(p.classes - 1) + ")");
+  if ((p.classes + 1) * (p.set_size + 1) > (int64_t{1} << 31))
+    fail("set_size: the lattice of a case, (classes+1)*(set_size+1) = " + str((p.classes + 1) * (p.set_size + 1)) +
+         " doubles, must stay within 2^31");
 }
 
 void check_topk(int64_t topk) {

@@ -22,6 +22,7 @@
 
 #include "alexnet/cpu/blas.h"
 #include "alexnet/cpu/layer.h"
+#include "alexnet/cpu/treefc.h"
 #include "alexnet/cpu/update.h"
 
 namespace alexnet::cpu {
@@ -77,6 +78,9 @@ CpuNet::CpuNet(std::vector<LayerSpec> specs, int64_t max_cases, uint64_t seed)
     if (L.has_mask) B.mask.assign(size, 1.0f);
     if (L.has_noise) B.noise.assign(size, 0.0f);
     if (L.has_blur_tmp) B.blur_tmp.assign(size, 0.0f);
+    if (L.draw_count > 0) B.draws.assign(static_cast<size_t>(L.draw_count), 0.0f);
+    if (L.work_bytes > 0) B.work.assign(static_cast<size_t>((L.work_bytes + 7) / 8), 0.0);
+    if (L.tree.leaves > 0) B.tree_weights.assign(static_cast<size_t>(L.tree.leaves * L.input_sizes[0]), 0.0f);
   }
   S.matrices.resize(plan_.matrices.size());
   for (size_t m = 0; m < plan_.matrices.size(); ++m) {
@@ -134,6 +138,11 @@ void CpuNet::update() {
     if (!plan_.updates(m)) continue;
     const LayerTimer timer(profile ? &layer_seconds : nullptr, plan_.layers[static_cast<size_t>(m.layer)].spec.name, 2);
     MatrixStore& ms = S.matrices[static_cast<size_t>(r.matrix)];
+    if (r.tree) {  // §3.3: the node-wise rule replaces increment, decay and step
+      treefc_update(plan_.layers[static_cast<size_t>(m.layer)].tree, ms.w.data(), ms.inc.data(), ms.grad.data(),
+                    m.rows, m.eps, m.mom, m.wc);
+      continue;
+    }
     if (m.has_grad) update_increment(ms.inc.data(), ms.grad.data(), m.size(), m.eps, m.mom);
     update_decay_and_step(ms.w.data(), ms.inc.data(), m.size(), m.eps, m.wc);
     if (r.filter_spread) constrain_filter_spread(ms.w.data(), m.rows, m.cols, m.norm_min, m.norm_max);
@@ -162,6 +171,7 @@ float* CpuNet::host_data(BufferKind kind, int layer, int input) {
     case K::BiasGrad: return S.matrices[static_cast<size_t>(info.matrix)].grad.data();
     case K::Mask: return B.mask.data();
     case K::Noise: return B.noise.data();
+    case K::Draws: return B.draws.data();
   }
   return nullptr;
 }

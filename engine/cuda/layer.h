@@ -22,6 +22,7 @@
 #include "alexnet/cuda/conv.h"
 #include "alexnet/cuda/gemm.h"
 #include "alexnet/cuda/launch.h"
+#include "alexnet/cuda/treefc.h"
 #include "devices.h"
 
 namespace alexnet::cuda {
@@ -47,10 +48,13 @@ struct LayerStore {
   float* mask = nullptr;   // hs
   float* noise = nullptr;  // nrelu
   float* blur_tmp = nullptr;
-  std::vector<float> draws;           // host staging of mask/noise draws
+  float* pass_draws = nullptr;  // rscale: the pass's draws (1, LayerPlan::draw_count), staged through `draws`
+  void* work = nullptr;         // LayerPlan::work_bytes of working space
+  std::vector<float> draws;           // host staging of mask/noise/rscale draws
   std::vector<ConvParams> conv;       // the Plan's, with conns in device memory
   std::vector<const int64_t*> feeds;  // per input: device CSR channel -> (g, c') table
   BlurParams blur;                    // the Plan's, with the taps in device memory
+  DeviceTree tree;                    // treefc: the label tree's tables and the leaf weights
   // Replicas of acts / grad on other devices (engine.md §6), by device.
   std::map<int, float*> acts_on, grad_on;
   std::map<int, bool> acts_fresh;  // replica refreshed in this forward

@@ -26,6 +26,7 @@
 #include "alexnet/cuda/conv.h"
 #include "alexnet/cuda/gemm.h"
 #include "alexnet/cuda/launch.h"
+#include "alexnet/cuda/treefc.h"
 #include "alexnet/cuda/update.h"
 #include "alexnet/cuda/util.h"
 #include "devices.h"
@@ -91,6 +92,11 @@ CudaNet::CudaNet(std::vector<LayerSpec> specs, int64_t max_cases, uint64_t seed,
       B.draws.assign(static_cast<size_t>(size), 1.0f);
     }
     if (L.has_blur_tmp) B.blur_tmp = D.alloc(B.dev, size, "blur scratch" + of);
+    if (L.draw_count > 0) {
+      B.pass_draws = D.alloc(B.dev, L.draw_count, "draws" + of);
+      B.draws.assign(static_cast<size_t>(L.draw_count), 0.0f);
+    }
+    if (L.work_bytes > 0) B.work = D.alloc_bytes(B.dev, L.work_bytes, "working space" + of);
     if (L.cost_terms > 0)
       B.cost_terms = static_cast<double*>(
           D.alloc_bytes(B.dev, L.cost_terms * static_cast<int64_t>(sizeof(double)), "cost terms" + of));
@@ -275,6 +281,11 @@ void CudaNet::update() {
     const Launch lc{D[ms.dev].stream, L.spec.name.c_str()};
     const char* what = m.input < 0 ? ":update_bias" : ":update";
     D.run(ms.dev, L.spec.name, std::string(L.type->name) + what, 2, profile, synchronous, [&] {
+      if (r.tree) {  // §3.3: the node-wise rule replaces increment, decay and step
+        treefc_update(lc, S.layers[static_cast<size_t>(m.layer)].tree, ms.w, ms.inc, ms.grad, m.rows, m.eps, m.mom,
+                      m.wc);
+        return;
+      }
       if (m.has_grad) update_increment(lc, ms.inc, ms.grad, m.size(), m.eps, m.mom);
       update_decay_and_step(lc, ms.w, ms.inc, m.size(), m.eps, m.wc);
       if (r.filter_spread) constrain_filter_spread(lc, ms.w, m.rows, m.cols, m.norm_min, m.norm_max);
@@ -302,6 +313,7 @@ std::pair<float*, int> locate(CudaNet& net, std::vector<LayerStore>& layers, std
     case K::ActsGrad: return {B.grad, B.dev};
     case K::Mask: return {B.mask, B.dev};
     case K::Noise: return {B.noise, B.dev};
+    case K::Draws: return {B.pass_draws, B.dev};
     default: break;
   }
   MatrixStore& M = matrices[static_cast<size_t>(info.matrix)];

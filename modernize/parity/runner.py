@@ -301,8 +301,8 @@ def _without_rate_noise(config: Network) -> tuple[Network, list[str]]:
 
 
 def _engine_weight_grad(engine: EngineNet, layer, i: int) -> np.ndarray:
-    # conv keeps G in its gradient buffer; fc and local fold it into the increment (eps 1, mom 0)
-    return engine.weight_grad(layer.name, i) if layer.type == "conv" else engine.weight_inc(layer.name, i)
+    # conv and treefc keep G in a gradient buffer; fc and local fold it into the increment (eps 1, mom 0)
+    return engine.weight_grad(layer.name, i) if layer.type in ("conv", "treefc") else engine.weight_inc(layer.name, i)
 
 
 def isolated_backward(cfg: Network, engine: EngineNet, mod, out: dict, masks: dict, noise: dict, cases: int,

@@ -30,6 +30,13 @@ TOL: dict[str, tuple[float, float]] = {
                            # summation order and FMA use, both chosen per CPU by the libraries:
                            # error ~ sqrt(K) ulp of the sum of |terms| (measured up to 1.7e-6)
     "cost": (0.0, 1e-6),   # -sum log p: torch.log vs std::log per case (1 ulp), float64 sums
+                           # (cost.tica: the same A, summed in float64 in another order;
+                           # cost.msm: the double lattice by numpy vs glibc exp/log, ~1e-16)
+    "resize": EXACT,       # resize, rscale: the engine's float32 operations of §3.20 in its order,
+                           # one rounding each (the crop of rscale is a copy)
+    "color": EXACT,        # rgb2yuv: three products and two sums per value, left to right as the engine
+    "color-pow": (1e-6, 2e-6),   # rgb2lab: t^0.3333 by torch.pow vs std::pow (an ulp of h), times
+                                 # 500 in a = 500 (h(X) - h(Y)), a difference of nearly equal numbers
     # Isolated layers, backward (engine's dY fed to the port's vjp; sums over consumers
     # in the engine's order).
     "grad-copy": EXACT,    # routing/scaling of dY only, one consumer
@@ -40,6 +47,10 @@ TOL: dict[str, tuple[float, float]] = {
                                  # a*b*(1 - t^2) vs the release's b*(a - y^2/a), a difference of
                                  # nearly equal numbers near saturation: error ~ ulp(a)*|dY|)
     "grad-gemm": (1e-5, 0.0),    # dX and G of conv/local/fc: sgemm vs torch, as "gemm"
+    "grad-tica": EXACT,   # cost.tica: A and its window sums in the engine's raster order, then
+                          # (-coeff*x)*sum (or sqrt(sum)), the engine's roundings
+    "grad-msm": (1e-7, 1e-6),    # cost.msm: coeff*(q - p) from the same double lattice (numpy's
+                                 # exp/log vs glibc's, ~1e-16), rounded to float32 once: an ulp at most
     # End to end, from the data: errors of every layer above accumulate.
     "e2e-forward": (1e-5, 0.0),  # the gemm error of every layer below, carried up
     "e2e-grad": (2e-5, 0.0),     # -dE/dy, G: products of the forward's errors with the backward's
@@ -57,6 +68,7 @@ TOL: dict[str, tuple[float, float]] = {
 CUDA_TOL: dict[str, tuple[float, float]] = {
     "pool": (0.0, 2.5e-7), "blur": (1e-7, 2.5e-7), "eltsum": (1e-7, 2.5e-7), "neuron": (0.0, 2.5e-7),
     "grad-copy": (0.0, 2.5e-7), "gemm": (2e-5, 0.0), "grad-gemm": (2e-5, 0.0),
+    "resize": (1e-7, 2.5e-7), "color": (1e-7, 2.5e-7), "grad-tica": (1e-7, 2.5e-7),
 }
 REL_FLOOR = 1e-3  # max rel error counts elements with |ref| >= REL_FLOOR * max|ref| only
 

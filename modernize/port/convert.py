@@ -2,7 +2,7 @@
 
 Layouts (engine.md §1.2, §1.3): the engine holds activations as (D, N) matrices, case
 fastest, and weights as the release's (rows, cols) matrices; the port's state dict holds
-PyTorch layouts -- conv ``(F, Cg, K, K)``, fc ``(Dout, Din)``, local
+PyTorch layouts -- conv ``(F, Cg, K, K)``, fc ``(Dout, Din)``, treefc ``(nodes, Din)``, local
 ``(MY, MX, F, Cg, K, K)``, biases ``(F,)``, or ``(F, MY, MX)`` when unshared -- under
 ``<layer>.weight.<input>`` and ``<layer>.bias``.
 
@@ -62,7 +62,7 @@ def _conv_geoms(layer: Layer) -> list[_ConvGeom]:
 
 def weight_shape(layer: Layer, i: int) -> tuple[int, ...]:
     """PyTorch shape of weight matrix `i` of `layer` in the port's state dict."""
-    if layer.type == "fc":
+    if layer.type in ("fc", "treefc"):  # treefc: one row per node of the label tree
         rows, cols = layer.weights[i]
         return (cols, rows)
     g = _conv_geoms(layer)[i]
@@ -72,7 +72,7 @@ def weight_shape(layer: Layer, i: int) -> tuple[int, ...]:
 
 
 def bias_shape(layer: Layer) -> tuple[int, ...]:
-    if layer.type == "fc":
+    if layer.type in ("fc", "treefc"):
         return (layer.outputs,)
     f, mx = layer.image
     if layer.type == "conv" and layer.attrs.get("sharedBiases", True):
@@ -98,7 +98,7 @@ def from_engine_acts(a: Any, layer: Layer) -> Tensor:
 def weight_from_engine(layer: Layer, i: int, w: Any) -> Tensor:
     """The release's matrix `i` of `layer` (its (rows, cols) logical shape) -> the port's layout."""
     w = np.asarray(w, dtype=np.float32)
-    if layer.type == "fc":  # (Din, Dout) -> (Dout, Din)
+    if layer.type in ("fc", "treefc"):  # (Din, Dout) -> (Dout, Din)
         return torch.from_numpy(np.ascontiguousarray(w.T))
     g = _conv_geoms(layer)[i]
     k = g.size
@@ -116,7 +116,7 @@ def weight_to_engine(layer: Layer, i: int, t: Tensor, copy: bool = True) -> np.n
     (the release's Fortran-order matrix is the port's (Dout, Din) matrix as it lies), for
     a comparison made at once; the view follows the tensor if it changes later."""
     w = t.detach().to("cpu", torch.float32).numpy()
-    if layer.type == "fc":
+    if layer.type in ("fc", "treefc"):
         return np.ascontiguousarray(w.T) if copy else w.T
     g = _conv_geoms(layer)[i]
     if layer.type == "conv":
@@ -169,10 +169,13 @@ def copy_to_engine(state: Mapping[str, Tensor] | ReleaseNet, net: Any) -> None:
 
 def masks_to_engine(module: ReleaseNet, net: Any, masks: Mapping[str, Tensor] | None = None,
                     noise: Mapping[str, Tensor] | None = None) -> None:
-    """Write dropout masks and nrelu noise (default: those of the module's last forward)
-    into the engine net, and make it use them instead of drawing its own (§3.16)."""
+    """Write dropout masks, rscale draws and nrelu noise (default: those of the module's last
+    forward) into the engine net, and make it use them instead of drawing its own (§3.16, §3.22)."""
     net.inject_masks = True
     for name, m in (module.last_masks if masks is None else masks).items():
+        if module.config.layers[name].type == "rscale":  # (s, factor, crop_y, crop_x)
+            net.set_draws(name, m.detach().cpu().numpy())
+            continue
         m2 = to_engine_acts(m.detach().cpu()).numpy()
         net.set_mask(name, m2)
     for name, e in (module.last_noise if noise is None else noise).items():

@@ -25,8 +25,9 @@ from torch import Tensor
 
 from ...errors import ReplayError
 from ...original.layers import Layer, parse_neuron
-from .ops import (_Crossent2, _EltMax, _FusedLogistic, _FusedSoftmax, _logreg_costs, _neuron, blur, cross_map_norm,
-                  eltmax_forward, neuron_forward, pool2d, pool_forward, safelog, spatial_norm)
+from .ops import (_Crossent2, _EltMax, _FusedLogistic, _FusedSoftmax, _logreg_costs, _Msm, _neuron, _Tica, blur,
+                  cross_map_norm, eltmax_forward, neuron_forward, pool2d, pool_forward, resize, rgb2lab, rgb2yuv,
+                  rscale, rscale_check_draw, rscale_draw, safelog, spatial_norm)
 
 if TYPE_CHECKING:  # annotations only: network.py imports this module to run the layers
     from .network import ReleaseNet
@@ -37,7 +38,8 @@ class Step:
     """What one forward pass gives every layer."""
 
     train: bool
-    masks: dict[str, Tensor] = field(default_factory=dict)  # hs masks to replay, by layer
+    # hs masks to replay, and rscale draws (s, factor, crop_y, crop_x, §3.22), by layer
+    masks: dict[str, Tensor] = field(default_factory=dict)
     noise: dict[str, Tensor] = field(default_factory=dict)  # nrelu noise to replay, by layer
     # The layer is one of a fused pair (network.fused_cost): a softmax or logistic that
     # takes its cost's gradient directly, or that cost (§3.12, §3.11).
@@ -115,6 +117,33 @@ def _fc(net: ReleaseNet, layer: Layer, xs: list, step: Step) -> Tensor:
     for i in range(1, len(xs)):
         y = y + F.linear(_flat(xs[i]), mod.weight[i])
     return y
+
+
+@lru_cache(maxsize=None)
+def _tree_levels(tree) -> list[tuple[Tensor, Tensor]]:
+    """(leaves, their node at depth d) for each depth d of the label tree: the terms of
+    each leaf's effective weights, root first (engine.md §3.3)."""
+    paths = tree.paths()
+    levels = []
+    for d in range(max(len(p) for p in paths)):
+        leaves = [l for l, p in enumerate(paths) if len(p) > d]
+        levels.append((torch.tensor(leaves), torch.tensor([paths[l][d] for l in leaves])))
+    return levels
+
+
+@port_layer("treefc", "gemm", "grad-gemm")
+def _treefc(net: ReleaseNet, layer: Layer, xs: list, step: Step) -> Tensor:
+    """fc with each class's weights the sum of the node vectors on its root-to-leaf path,
+    added root first as the engine adds them; autograd gives each node the sum of its
+    leaves' gradients, which is what the engine's bottom-up distribution computes."""
+    mod = net.weight_layer(layer.name)
+    w = mod.weight[0]  # (nodes, Din)
+    levels = _tree_levels(layer.attrs["tree"])
+    leaves0, nodes0 = levels[0]
+    weff = w[nodes0.to(w.device)]
+    for leaves, nodes in levels[1:]:
+        weff = weff.index_add(0, leaves.to(w.device), w[nodes.to(w.device)])
+    return F.linear(_flat(xs[0]), weff, mod.bias)
 
 
 # ---- pool (§3.6), norms (§3.8–§3.10) -------------------------------------------------------------
@@ -255,6 +284,49 @@ def _href(net: ReleaseNet, layer: Layer, xs: list, step: Step) -> Tensor:
     return _image(xs[0], layer.attrs["channels"], layer.attrs["imgSize"]).flip(-1)
 
 
+# ---- resize (§3.20), rgb2yuv and rgb2lab (§3.21), rscale (§3.22): no backward ----------------------
+# Each computes on a detached input: nothing below gets a gradient through them, as in the engine.
+
+@port_layer("resize", "resize")
+def _resize(net: ReleaseNet, layer: Layer, xs: list, step: Step) -> Tensor:
+    a = layer.attrs
+    return resize(_image(xs[0], a["channels"], a["imgSize"]), layer.image[1], a["scale"])
+
+
+@port_layer("rgb2yuv", "color")
+def _rgb2yuv(net: ReleaseNet, layer: Layer, xs: list, step: Step) -> Tensor:
+    return rgb2yuv(_image(xs[0], 3, layer.attrs["imgSize"]))
+
+
+@port_layer("rgb2lab", "color-pow")
+def _rgb2lab(net: ReleaseNet, layer: Layer, xs: list, step: Step) -> Tensor:
+    return rgb2lab(_image(xs[0], 3, layer.attrs["imgSize"]), layer.attrs.get("center", False))
+
+
+@port_layer("rscale", "resize")
+def _rscale(net: ReleaseNet, layer: Layer, xs: list, step: Step) -> Tensor:
+    """§3.22. Training: one draw per pass (s, factor, crop_y, crop_x), given in step.masks or
+    drawn from four uniforms of the module's generator, kept in net.last_masks. Test: the
+    input copied unchanged, as written (§13 item 5), which needs imgSize == tgtSize."""
+    a = layer.attrs
+    side, tgt, max_scale = a["imgSize"], a["tgtSize"], a["maxScale"]
+    x = _image(xs[0], a["channels"], side)
+    if not step.train:
+        if side != tgt:
+            raise ReplayError(f"layer '{layer.name}': an rscale test pass copies its input unchanged (engine.md "
+                              f"§13 item 5, kept as written), which needs imgSize == tgtSize (got {side} and {tgt})")
+        return x.detach()
+    draw = step.masks.get(layer.name)
+    if draw is None:
+        u = net._draw(torch.rand, torch.zeros(4, dtype=torch.float64)).tolist()
+        draw = torch.tensor(rscale_draw(side, tgt, max_scale, u), dtype=torch.float32)
+    else:
+        draw = draw.detach().reshape(-1).to("cpu", torch.float32)
+        rscale_check_draw(layer.name, side, tgt, max_scale, draw.tolist())
+    net.last_masks[layer.name] = draw
+    return rscale(x, tgt, draw.tolist())
+
+
 # ---- cost layers (§3.23, §3.27) ---------------------------------------------------------------------
 
 @port_layer("cost.logreg", "cost", "grad-exp")
@@ -303,3 +375,27 @@ def _gsum2(net: ReleaseNet, layer: Layer, xs: list, step: Step) -> Tensor:
     g, x = _flat(xs[0]), _flat(xs[1])  # §3.28: sum_n g_n * sum_d x[d, n]^2
     return (g * (x * x)).to(torch.float64).sum().reshape(1)
 
+
+# ---- cost.tica (§3.29), cost.msm (§3.30) ------------------------------------------------------------
+
+def _reaches_input_first(net: ReleaseNet, layer: Layer) -> bool:
+    """Whether `layer` is the first consumer of its input that the backward (reverse execution
+    order) reaches: no later layer reads the same input. The engine then overwrites the
+    input's gradient (scale_targets 0), later ones add (§1.4)."""
+    order = list(net.config.layers)
+    later = order[order.index(layer.name) + 1:]
+    return not any(layer.inputs[0] in net.config.layers[name].inputs for name in later)
+
+
+@port_layer("cost.tica", "cost", "grad-tica")
+def _tica(net: ReleaseNet, layer: Layer, xs: list, step: Step) -> Tensor:
+    """§3.29: reported cost sum A; the as-written backward of the overwrite or the accumulate
+    path (§13 item 3), whichever the engine takes for this layer."""
+    a = layer.attrs
+    return _Tica.apply(_image(xs[0], a["channels"], a["imgSize"]), a["sizeX"], _reaches_input_first(net, layer))
+
+
+@port_layer("cost.msm", "cost", "grad-msm")
+def _msm(net: ReleaseNet, layer: Layer, xs: list, step: Step) -> Tensor:
+    """§3.30: labels and energies (any layer); k = setSize."""
+    return _Msm.apply(_flat(xs[0]).reshape(-1), _flat(xs[1]), layer.params["setSize"])

@@ -164,6 +164,8 @@ class ReleaseNet(nn.Module):
                 for i, (rows, cols) in enumerate(layer.weights):
                     if layer.weight_sources[i] is None:
                         w = (layer.attrs["initW"][i] * rng.standard_normal((rows, cols))).astype(np.float32)
+                        if layer.type == "treefc":  # §4.1: the inner nodes' vectors start at zero
+                            w[:, layer.outputs:] = 0.0
                         mod.weight[i].copy_(weight_from_engine(layer, i, w))
                 mod.bias.fill_(float(np.float32(layer.attrs["initB"])))
 

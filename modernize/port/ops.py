@@ -60,8 +60,10 @@ sgemm there, torch's kernels here).
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -453,9 +455,17 @@ def _logreg_costs(labels: Tensor, probs: Tensor, topk: int, fused: bool = False)
     lab = labels.reshape(n, 1).to(torch.long)
     p_label = probs.gather(1, lab)
     nll = _FusedNLL.apply(probs, lab) if fused else -torch.log(p_label).to(torch.float64).sum()
+    return torch.cat([nll.reshape(1), _error_counts(lab, probs, topk).to(nll.device)])
+
+
+def _error_counts(lab: Tensor, scores: Tensor, topk: int) -> Tensor:
+    """§3.23's tie rules: [N - sum top-1 credit, N - sum top-k credit] (float64) of scores
+    (N, D) against the labels (N, 1): 1/#max when the label's score is a maximum; with b
+    scores above the label's and e equal to it, slots = k - b: 0, 1 if e <= slots, else slots/e."""
+    n = scores.shape[0]
     with torch.no_grad():
-        p = probs.detach()
-        pl = p_label.detach()
+        p = scores.detach()
+        pl = p.gather(1, lab)
         top = p.amax(dim=1, keepdim=True)
         at_max = (p == top).sum(1).to(torch.float64)
         top1 = torch.where(pl.squeeze(1) == top.squeeze(1), 1.0 / at_max, torch.zeros_like(at_max))
@@ -464,8 +474,7 @@ def _logreg_costs(labels: Tensor, probs: Tensor, topk: int, fused: bool = False)
         slots = (topk - above).to(torch.float64)
         topk_credit = torch.where(slots <= 0, torch.zeros_like(slots),
                                   torch.where(equal <= slots, torch.ones_like(slots), slots / equal))
-        errs = torch.stack([n - top1.sum(), n - topk_credit.sum()])
-    return torch.cat([nll.reshape(1), errs.to(nll.device)])
+        return torch.stack([n - top1.sum(), n - topk_credit.sum()])
 
 
 # ---------------------------------------------------------------------------
@@ -523,3 +532,252 @@ def eltmax_forward(xs: Sequence[Tensor]) -> Tensor:
     for x in xs[2:]:
         y = torch.where(y > x, y, x)
     return y
+
+
+# ---------------------------------------------------------------------------
+# resize (§3.20), rgb2yuv and rgb2lab (§3.21), rscale (§3.22): no backward. Each
+# computes on a detached input, so nothing below them gets a gradient through them,
+# as in the engine (whose plan refuses a learning layer below them).
+
+_F32 = np.float32
+
+
+def resize_sample(x: Tensor, tgt: int, scale: float, rows: range, cols: range) -> Tensor:
+    """§3.20 on NCHW x (side S): target pixels (ty, tx), ty in `rows`, tx in `cols`, of the
+    (tgt, tgt) resize with `scale` source pixels per target pixel, in the engine's float32
+    operations and order (op_params.h resize_sample): c = S/2 - (T/2)*scale; s = clamp(t*scale
+    + c, 0, S - 1.01); u = floor(sx + 1) - sx, w = sy - floor(sy); top = u*(v00 - v01) + v01,
+    bottom likewise, result w*(bottom - top) + top."""
+    side = x.shape[-1]
+    sc = _F32(scale)
+    c = _F32(side) / _F32(2) - _F32(tgt) / _F32(2) * sc  # numpy float32 scalars: each step rounded
+    hi = float(_F32(side) - _F32(1.01))
+
+    def positions(ts: range) -> Tensor:
+        t = torch.arange(ts.start, ts.stop, dtype=torch.float32, device=x.device)
+        return torch.clamp(t * float(sc) + float(c), min=0.0, max=hi)
+
+    sx, sy = positions(cols), positions(rows)
+    fx, fy = torch.floor(sx), torch.floor(sy)
+    u = (torch.floor(sx + 1.0) - sx).view(1, 1, 1, -1)
+    w = (sy - fy).view(1, 1, -1, 1)
+    x0, y0 = fx.long(), fy.long()
+    r0, r1 = y0.view(-1, 1), (y0 + 1).view(-1, 1)
+    c0, c1 = x0.view(1, -1), (x0 + 1).view(1, -1)
+    v00, v01, v10, v11 = x[..., r0, c0], x[..., r0, c1], x[..., r1, c0], x[..., r1, c1]
+    top = u * (v00 - v01) + v01
+    bottom = u * (v10 - v11) + v11
+    return w * (bottom - top) + top
+
+
+def resize(x: Tensor, tgt: int, scale: float) -> Tensor:
+    """§3.20: the (tgt, tgt) bilinear resize of NCHW x; tgt = floor(S/scale), the reader's side."""
+    return resize_sample(x.detach(), tgt, scale, range(tgt), range(tgt))
+
+
+def _channels(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    x = x.detach()
+    return x[:, 0], x[:, 1], x[:, 2]
+
+
+def _k(v: float) -> float:
+    """A float32 constant of the engine's formulas (0.2126f ...), as a Python float."""
+    return float(_F32(v))
+
+
+def rgb2yuv(x: Tensor) -> Tensor:
+    """§3.21: (R, G, B) -> (Y, U, V), products and sums in the engine's order (left to right)."""
+    r, g, b = _channels(x)
+    y = _k(0.2126) * r + _k(0.7152) * g + _k(0.0722) * b
+    u = -_k(0.09991) * r - _k(0.33609) * g + _k(0.436) * b
+    v = _k(0.615) * r - _k(0.55861) * g - _k(0.05639) * b
+    return torch.stack([y, u, v], dim=1)
+
+
+def rgb2lab(x: Tensor, center: bool) -> Tensor:
+    """§3.21: (R, G, B) -> (L, a, b) with h(t) = t^0.3333 (exponent 0.3333, not 1/3) above
+    0.0088564517, else 7.787037 t + 0.13793103; L = 116 h(Y) - 16, minus 50 with `center`."""
+    r, g, b = _channels(x)
+    X = _k(0.49) * r + _k(0.31) * g + _k(0.2) * b
+    Y = _k(0.17697) * r + _k(0.8124) * g + _k(0.01063) * b
+    Z = _k(0.01) * g + _k(0.99) * b
+
+    def h(t: Tensor) -> Tensor:
+        above = t > _k(0.0088564517)
+        return torch.where(above, torch.pow(torch.where(above, t, torch.ones_like(t)), _k(0.3333)),
+                           _k(7.787037) * t + _k(0.13793103))
+
+    hx, hy, hz = h(X), h(Y), h(Z)
+    L = 116.0 * hy - 16.0
+    if center:
+        L = L - 50.0
+    return torch.stack([L, 500.0 * (hx - hy), 200.0 * (hy - hz)], dim=1)
+
+
+def rscale_num_scales(img_size: int, tgt_size: int, max_scale: float) -> int:
+    """§3.22: scale indices s = 0 .. num - 1, rescaled sides tgt + s up to min(floor(tgt *
+    maxScale), S), as the engine's rscale_num_scales (op_params.h)."""
+    return min(math.floor(tgt_size * max_scale), img_size) - tgt_size + 1
+
+
+def rscale_draw(img_size: int, tgt_size: int, max_scale: float, u: Sequence[float]) -> tuple[int, float, int, int]:
+    """§3.22: (s, factor, crop_y, crop_x) from four uniforms in [0, 1), in double as the
+    engine's rscale_draw (op_params.h): s the first index whose cumulative weight (s+1)^2
+    exceeds u0 * total; factor = lo + u1 * (hi - lo), lo = max(1, S/(R+1)), hi = S/R,
+    R = tgt + s, rounded to float32; each offset floor(u * (s+1)), at most s."""
+    num = rscale_num_scales(img_size, tgt_size, max_scale)
+    total = 0.0
+    for k in range(num):
+        total += float((k + 1) * (k + 1))
+    target = float(u[0]) * total
+    s, cum = num - 1, 0.0
+    for k in range(num):
+        cum += float((k + 1) * (k + 1))
+        if target < cum:
+            s = k
+            break
+    big, rescaled = float(img_size), float(tgt_size + s)
+    lo, hi = max(1.0, big / (rescaled + 1.0)), big / rescaled
+    factor = float(_F32(lo + float(u[1]) * (hi - lo)))
+    span = float(s + 1)
+    return s, factor, min(int(float(u[2]) * span), s), min(int(float(u[3]) * span), s)
+
+
+def rscale_check_draw(name: str, img_size: int, tgt_size: int, max_scale: float, draw: Sequence[float]) -> None:
+    """An injected draw must be one the engine accepts (op_params.h rscale_load)."""
+    num = rscale_num_scales(img_size, tgt_size, max_scale)
+    s, factor, cy, cx = (float(v) for v in draw)
+
+    def whole(v: float, hi: float) -> bool:
+        return 0 <= v <= hi and v == math.floor(v)
+
+    if not whole(s, num - 1) or not (factor > 0 and math.isfinite(factor)) or not (whole(cy, s) and whole(cx, s)):
+        raise ReplayError(f"layer '{name}': rscale draws (s, factor, crop_y, crop_x) = {tuple(draw)} are not a "
+                          f"draw of this layer (s in 0..{num - 1}, factor > 0, offsets in 0..s)")
+
+
+def rscale(x: Tensor, tgt_size: int, draw: Sequence[float]) -> Tensor:
+    """§3.22, a training pass with draw (s, factor, crop_y, crop_x): the (R, R) resize of NCHW
+    x by factor, R = tgt + s (x itself when R == S), cropped at (crop_y, crop_x) to tgt."""
+    s, factor, cy, cx = int(draw[0]), float(draw[1]), int(draw[2]), int(draw[3])
+    x = x.detach()
+    rescaled = tgt_size + s
+    if rescaled == x.shape[-1]:
+        return x[..., cy:cy + tgt_size, cx:cx + tgt_size].clone()
+    return resize_sample(x, rescaled, factor, range(cy, cy + tgt_size), range(cx, cx + tgt_size))
+
+
+# ---------------------------------------------------------------------------
+# cost.tica (§3.29)
+
+
+class _Tica(torch.autograd.Function):
+    """§3.29 cost.tica on NCHW x: A = 1/(0.001 + sqrt(sum_W x^2)) (rnorm's window), the
+    reported cost sum A (float64). Backward as written (§13 item 3): dE/dx = g * x * sum_W A
+    on the overwrite path (`overwrite`: no later consumer of the input has added its
+    gradient first), g * x * sqrt(sum_W A) on the accumulate path; W is the same window
+    as the forward's, the adjoint only for odd sizes. Window sums in the engine's raster
+    order, so A and its sums are the engine's bit for bit."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, size: int, overwrite: bool) -> Tensor:
+        a = tica_a(x, size)
+        ctx.save_for_backward(x, a)
+        ctx.size, ctx.overwrite = size, overwrite
+        return a.to(torch.float64).sum().reshape(1)
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        x, a = ctx.saved_tensors
+        sums = _window_sum(a, -(ctx.size // 2), ctx.size)
+        k = g.reshape(()).to(x.dtype)
+        return x * k * (sums if ctx.overwrite else _sqrtf(sums)), None, None
+
+
+def _sqrtf(x: Tensor) -> Tensor:
+    """The correctly rounded float32 square root (IEEE sqrtf, as the engine's): torch's
+    vectorised float32 sqrt is not always (a last-bit difference in ~15% of values); the
+    float64 root rounded to float32 is."""
+    return torch.sqrt(x.to(torch.float64)).to(x.dtype)
+
+
+def tica_a(x: Tensor, size: int) -> Tensor:
+    """§3.29's A of NCHW x, float32: 1/(0.001 + sqrt(window sum of x^2))."""
+    return 1.0 / (_k(0.001) + _sqrtf(_window_sum(x * x, -(size // 2), size)))
+
+
+# ---------------------------------------------------------------------------
+# cost.msm (§3.30): the release computed it on the CPU in double; so does the port, in
+# numpy, with the engine's lattice (core/multisoftmax.h) and approximate logadd.
+
+_MSM_NEG = -1e35
+
+
+def _logadd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """§3.30's approximate log(e^a + e^b): the larger value past a gap of 15, plus exp(-gap)
+    past 5, else the exact max + log(1 + exp(-gap)); -inf is -1e35."""
+    hi = np.maximum(a, b)
+    gap = np.abs(a - b)
+    return np.where(gap > 15.0, hi, np.where(gap > 5.0, hi + np.exp(-gap), hi + np.log(1.0 + np.exp(-gap))))
+
+
+def msm_marginals(energies: np.ndarray, set_size: int, forced: np.ndarray | None = None) -> np.ndarray:
+    """P(i in S) under P(S) ~ exp(sum_{j in S} e_j), |S| = set_size, for energies (N, D)
+    float32, in float64 by the engine's lattice (core/multisoftmax.h: a forward table over
+    the classes in index order, a backward sweep, the logadds in the same order). `forced`
+    (N,) class indices: the marginals given that class is in the set (its skip branch -1e35)."""
+    e = energies.astype(np.float64)
+    e = e - energies.max(axis=1, keepdims=True).astype(np.float64)
+    n, d = e.shape
+    k = set_size
+    neg = np.full((n, 1), _MSM_NEG)
+    table = np.empty((d + 1, n, k + 1))
+    table[0] = _MSM_NEG
+    table[0][:, 0] = 0.0
+    for i in range(d):
+        f = table[i]
+        skip = f if forced is None else np.where((forced == i)[:, None], _MSM_NEG, f)
+        take = np.concatenate([neg, f[:, :-1] + e[:, i:i + 1]], axis=1)
+        table[i + 1] = _logadd(skip, take)
+    log_z = table[d][:, k]
+    out = np.empty((n, d))
+    nxt = np.full((n, k + 1), _MSM_NEG)
+    nxt[:, 0] = 0.0
+    for i in range(d - 1, -1, -1):
+        f = table[i]
+        acc = np.full(n, _MSM_NEG)
+        for j in range(k):
+            acc = _logadd(acc, f[:, j] + nxt[:, k - 1 - j])
+        out[:, i] = np.exp((acc + e[:, i]) - log_z)
+        skip = nxt if forced is None else np.where((forced == i)[:, None], _MSM_NEG, nxt)
+        take = np.concatenate([neg, nxt[:, :-1] + e[:, i:i + 1]], axis=1)
+        nxt = _logadd(skip, take)
+    return out
+
+
+class _Msm(torch.autograd.Function):
+    """§3.30 cost.msm on labels (N,) and energies (N, D): [-sum log p_label (float32 log of
+    the float32 marginal), N - sum top-1 credit, N - sum top-k credit] (float64, k =
+    set_size, the credits from the energies). Backward: d cost[0] / de = p - q (q the
+    marginals with the label forced in), formed in double and rounded to float32 once, so
+    the engine's coeff * (q - p) is -coeff times it."""
+
+    @staticmethod
+    def forward(ctx, labels: Tensor, energies: Tensor, set_size: int) -> Tensor:
+        e = energies.detach().cpu().numpy()
+        lab = labels.detach().reshape(-1).to(torch.long)
+        p = msm_marginals(e, set_size)
+        ctx.save_for_backward(lab)
+        ctx.e, ctx.p, ctx.k, ctx.like = e, p, set_size, (energies.dtype, energies.device)
+        p_label = torch.from_numpy(p[np.arange(len(p)), lab.cpu().numpy()].astype(np.float32))
+        nll = -torch.log(p_label).to(torch.float64).sum()
+        errs = _error_counts(lab.reshape(-1, 1), energies.detach(), set_size)
+        return torch.cat([nll.reshape(1).to(energies.device), errs.to(energies.device)])
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        (lab,) = ctx.saved_tensors
+        q = msm_marginals(ctx.e, ctx.k, lab.cpu().numpy())
+        grad = float(g[0]) * (ctx.p - q)  # double, then one rounding to float32
+        dtype, device = ctx.like
+        return None, torch.from_numpy(grad.astype(np.float32)).to(device=device, dtype=dtype), None

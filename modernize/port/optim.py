@@ -82,6 +82,9 @@ def release_param_groups(module: ReleaseNet) -> list[dict]:
                                "schedule": _schedule_args(p["schedW"]), "wball": p["wballNormed"][i],
                                "norm_min": p.get("wcNormMin", [0.0] * (i + 1))[i],
                                "norm_max": p.get("wcNormMax", [0.0] * (i + 1))[i]})
+                if layer.type == "treefc":  # §3.3: each node's rate and decay divided by its leaf count
+                    counts = layer.attrs["tree"].leaf_counts()
+                    groups[-1]["leaf_counts"] = torch.tensor(counts, dtype=torch.float32).reshape(-1, 1)
         groups.append({"params": [mod.bias], "name": f"{layer.name}.bias", "kind": "bias", "eps": p["epsB"],
                        "mom": p["momB"], "wc": 0.0, "schedule": _schedule_args(p["schedB"]),
                        "wball": 0.0, "norm_min": 0.0, "norm_max": 0.0})
@@ -101,7 +104,10 @@ class ReleaseSGD(torch.optim.Optimizer):
         W   <- W + inc
 
     then the constraints (§3.2, §3.4: max-norm ``wball`` per output vector, conv's
-    ``wcNormMin/Max``). The learning rate sits inside the momentum term and the decay is
+    ``wcNormMin/Max``). A treefc matrix takes its own node-wise rule (§3.3): node u with
+    n_u leaves below it uses eps/n_u and wc/n_u, ``inc <- mom*inc + eps_u*(G - wc_u*W)``.
+
+    The learning rate sits inside the momentum term and the decay is
     multiplied by it; with the mean loss L = E/N this is ``v <- mu v - eps dL/dw -
     eps wc w; w <- w + v``, the paper's rule. torch.optim.SGD (``v <- mu v + g + wc w;
     w <- w - lr v``) is the same only while the rate is constant.
@@ -163,6 +169,13 @@ class ReleaseSGD(torch.optim.Optimizer):
                 if "inc" not in state:
                     state["inc"] = torch.zeros_like(p)
                 inc = state["inc"]
+                if "leaf_counts" in group:  # treefc (§3.3): inc <- mom*inc + eps_u*(G - wc_u*W), W += inc
+                    n = group["leaf_counts"].to(p.device)
+                    eps_u = torch.tensor(eps, dtype=torch.float32, device=p.device) / n
+                    wc_u = torch.tensor(wc, dtype=torch.float32, device=p.device) / n
+                    inc.mul_(mom).add_(eps_u * (p.grad * scale - wc_u * p))
+                    p.add_(inc)
+                    continue
                 g = p.grad * scale                       # G = -(1/N) dE/dW
                 g.mul_(eps)                              # separate roundings, as the engine's kernel:
                 inc.mul_(mom).add_(g)                    # inc*mom, G*eps, their sum (in place, no FMA)
@@ -176,7 +189,7 @@ class ReleaseSGD(torch.optim.Optimizer):
 def _constrain(p: Tensor, group: dict) -> None:
     """§3.4 wcNormMin/Max (conv) then §3.2/§3.4/§3.5 max-norm on each output vector."""
     kind = group.get("kind")
-    if kind not in WEIGHT_TYPES:
+    if kind not in WEIGHT_TYPES or kind == "treefc":  # the tree update has no constraint (§3.3)
         return
     dims = {"conv": (1, 2, 3), "fc": (1,), "local": (3, 4, 5)}[kind]
     if kind == "conv" and group.get("norm_max", 0.0) > 0:

@@ -49,7 +49,8 @@ struct LayerSpec {
   float eps_b = 0.0f, mom_b = 0.0f;
   Schedule sched_b;
 
-  // pool, nailbed, blur, href, norms: image geometry of the input
+  // pool, nailbed, blur, href, norms, resize, rscale, rgb2yuv, rgb2lab, cost.tica: image geometry
+  // of the input (size_x: pool's window, cost.tica's window)
   std::string pool;
   int64_t channels = 0, img_size = 0, size_x = 0, start = 0, stride = 1, outputs_x = 0;
   int64_t size = 0;  // norms
@@ -68,9 +69,22 @@ struct LayerSpec {
   // eltsum
   std::vector<float> coeffs;
 
+  // treefc (§3.3): batches.meta['tree'], children per node, and the root node
+  std::vector<std::vector<int64_t>> tree;
+  int64_t tree_root = -1;
+
+  // resize (§3.20), rscale (§3.22), rgb2lab (§3.21); channels and img_size above. The cfg's
+  // scale and maxScale as written (double): the target side floor(S/scale) is the reader's
+  // arithmetic, the kernels sample with float(scale).
+  double scale = 1.0;
+  double max_scale = 1.0;
+  int64_t tgt_size = 0;
+  bool center = false;
+
   // cost layers
   float coeff = 1.0f;
   int topk = 1;
+  int64_t set_size = 0;  // cost.msm (§3.30): k, the size of the chosen subsets
 };
 
 // engine.md §1.5 pass types. Dropout draws masks only in Train; Test and

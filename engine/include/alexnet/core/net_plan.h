@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "alexnet/core/label_tree.h"
 #include "alexnet/core/layer_spec.h"
 #include "alexnet/core/layer_types.h"
 #include "alexnet/core/op_params.h"
@@ -50,6 +51,8 @@ struct MatrixPlan {
 struct UpdateRule {
   int matrix = -1;            // index into Plan::matrices
   bool filter_spread = false; // conv: wcNormMin/Max on the columns (§3.4)
+  bool tree = false;          // treefc weights: the node-wise rule of §3.3 (the layer's LayerPlan::tree)
+                              // instead of increment, decay and step
   // Max-norm (wball, §3.2): `blocks` groups, `block_stride` floats apart, each of
   // `vectors` vectors of `length`, vector v element i at v*vector_stride + i*element_stride.
   int64_t blocks = 0, block_stride = 0, vectors = 0, length = 0, vector_stride = 0, element_stride = 0;
@@ -81,21 +84,31 @@ struct LayerPlan {
   NailbedParams nailbed;
   BlurParams blur;  // filter points into spec.filter
   HrefParams href;
+  ResizeParams resize;  // resize
+  ColorParams color;    // rgb2yuv, rgb2lab
+  RscaleParams rscale;  // rscale
+  TicaParams tica;      // cost.tica
+  MsmParams msm;        // cost.msm
+  LabelTree tree;  // treefc
 
   // Buffers besides its output and output gradient, each (D, max_cases) floats.
   bool has_denoms = false, has_scratch = false, has_mean_diffs = false;
   bool has_mask = false;   // hs
   bool has_noise = false;  // nrelu
   bool has_blur_tmp = false;
+  int64_t draw_count = 0;  // rscale: draws per pass, its "draws" buffer (1, draw_count)
+  int64_t work_bytes = 0;  // working space of its kernels (cost.tica's A, cost.msm's lattices), allocated once
   // Cost layers: how many float64 terms its cost adds up; a backend that forms
   // them elsewhere before summing them on the host stages them (CUDA: device scratch).
   int64_t cost_terms = 0;
 };
 
 // The arrays a net exposes (engine.md §1.2, §1.3 layouts).
-enum class BufferKind { Acts, ActsGrad, Weights, WeightInc, WeightGrad, Biases, BiasInc, BiasGrad, Mask, Noise };
+enum class BufferKind {
+  Acts, ActsGrad, Weights, WeightInc, WeightGrad, Biases, BiasInc, BiasGrad, Mask, Noise, Draws
+};
 // "acts", "acts_grad", "weights", "weight_inc", "weight_grad", "biases",
-// "bias_inc", "bias_grad", "mask", "noise"; throws std::invalid_argument otherwise.
+// "bias_inc", "bias_grad", "mask", "noise", "draws"; throws std::invalid_argument otherwise.
 BufferKind buffer_kind(const std::string& name);
 const char* buffer_kind_name(BufferKind kind);
 
@@ -188,6 +201,8 @@ class ForwardDraws {
   void normal(float* out, int64_t count);
   // hs (§3.16): 1 with probability keep (U in (0, 1], kept when U < keep), else 0.
   void dropout_mask(float* out, int64_t count, float keep);
+  // rscale (§3.22): count draws U in [0, 1), which rscale_draw (op_params.h) maps.
+  void uniform(double* out, int64_t count);
 
  private:
   std::mt19937_64& rng_;

@@ -13,6 +13,7 @@
 // images (C, S, S, N) case fastest; conv outputs (F, MX, MX, N).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <string_view>
 #include <vector>
@@ -222,6 +223,103 @@ struct HrefParams {
   int64_t img_size = 0;  // S
 };
 void check_href_params(const HrefParams& p);
+
+// ---- resize (§3.20), rgb2yuv and rgb2lab (§3.21), rscale (§3.22) ----------------------------
+// None of the four has a backward: the release's layer.py forbids layers that need a
+// gradient below them, and the plan refuses an input at or below which something learns.
+
+// Bilinear resize of every (S, S) channel to (T, T), §3.20.
+struct ResizeParams {
+  int64_t channels = 0;  // C
+  int64_t img_size = 0;  // S, >= 2: the clamp to S − 1.01 keeps two columns to blend
+  int64_t tgt_size = 0;  // T
+  float scale = 1.0f;    // source pixels per target pixel (the cfg's scale, or rscale's factor)
+};
+// T = floor(S/scale) of the cfg's scale, in double as the cfg reader computes it
+// (S = 24, scale = 1.2 gives 20); 0 when scale is not a positive finite number.
+int64_t resize_target_size(int64_t img_size, double scale);
+// Sizes in range, S >= 2, T >= 1, scale positive and finite.
+void check_resize_params(const ResizeParams& p);
+
+// §3.20: c = S/2 − (T/2)·scale, in float32 in that order: the source position of
+// target pixel 0, so that the centres of the two images coincide.
+ALEXNET_HOST_DEVICE inline float resize_offset(const ResizeParams& p) {
+  return static_cast<float>(p.img_size) / 2.0f - static_cast<float>(p.tgt_size) / 2.0f * p.scale;
+}
+
+// §3.20: target pixel (ty, tx) of one channel `img` (S, S, N) at case n, c = resize_offset.
+// s = clamp(t·scale + c, 0, S − 1.01) per axis; u = floor(sx + 1) − sx weighs the left
+// column, w = sy − floor(sy) the lower row; top = u·(v00 − v01) + v01, bottom likewise,
+// result w·(bottom − top) + top. Float32, each operation rounded (no FMA).
+ALEXNET_HOST_DEVICE inline float resize_sample(const ResizeParams& p, float c, const float* img, int64_t n_cases,
+                                               int64_t n, int64_t ty, int64_t tx) {
+  const int64_t S = p.img_size;
+  const float hi = static_cast<float>(S) - 1.01f;
+  float sx = static_cast<float>(tx) * p.scale + c;
+  float sy = static_cast<float>(ty) * p.scale + c;
+  sx = sx < 0.0f ? 0.0f : (sx > hi ? hi : sx);
+  sy = sy < 0.0f ? 0.0f : (sy > hi ? hi : sy);
+  const float fx = floorf(sx), fy = floorf(sy);
+  const float u = floorf(sx + 1.0f) - sx;
+  const float w = sy - fy;
+  const int64_t x0 = static_cast<int64_t>(fx), y0 = static_cast<int64_t>(fy);
+  const float* row0 = img + (y0 * S + x0) * n_cases + n;
+  const float* row1 = row0 + S * n_cases;
+  const float v00 = row0[0], v01 = row0[n_cases], v10 = row1[0], v11 = row1[n_cases];
+  const float top = u * (v00 - v01) + v01;
+  const float bottom = u * (v10 - v11) + v11;
+  return w * (bottom - top) + top;
+}
+
+// rgb2yuv, rgb2lab: three channels (R, G, B) in, three out (Y, U, V or L, a, b).
+struct ColorParams {
+  int64_t img_size = 0;  // S
+  bool center = false;   // rgb2lab: L − 50
+};
+void check_color_params(const ColorParams& p);
+
+// rscale, §3.22: in a training pass, rescale to tgt_size + s (s drawn) and crop tgt_size.
+struct RscaleParams {
+  int64_t channels = 0;    // C
+  int64_t img_size = 0;    // S >= tgt_size
+  int64_t tgt_size = 0;    // the output side
+  double max_scale = 1.0;  // in [1, 2]
+};
+// The number of scale indices, s = 0 .. num − 1: rescaled sides tgt_size + s up to
+// min(floor(tgt_size·max_scale), S) (engine.md is silent on the range; docs/fidelity.md).
+int64_t rscale_num_scales(const RscaleParams& p);
+void check_rscale_params(const RscaleParams& p);
+
+// The draws of one training pass (one per minibatch, as the release's host rand()).
+struct RscaleDraw {
+  int64_t scale_index = 0;  // s, with probability ∝ (s+1)²
+  float factor = 1.0f;      // uniform in [max(1, S/(R+1)), S/R], R = tgt_size + s
+  int64_t crop_y = 0, crop_x = 0;  // each uniform in 0..s (= R − tgt_size)
+  int64_t rescaled(const RscaleParams& p) const { return p.tgt_size + scale_index; }
+};
+// The layer's "draws" buffer: (1, 4) floats = s, factor, crop_y, crop_x.
+inline constexpr int64_t kRscaleDraws = 4;
+// A draw from four uniforms in [0, 1), in this order: s, factor, crop_y, crop_x.
+RscaleDraw rscale_draw(const RscaleParams& p, const double u[kRscaleDraws]);
+void rscale_store(const RscaleDraw& d, float* out);
+// An injected draw read back: throws std::invalid_argument("draws: ...") unless s is
+// in range, the factor positive and finite, and both offsets in 0..s.
+RscaleDraw rscale_load(const RscaleParams& p, const float* stored);
+
+// ---- cost.tica (§3.29), cost.msm (§3.30) ------------------------------------------------
+
+struct TicaParams {
+  int64_t channels = 0;  // C
+  int64_t img_size = 0;  // S
+  int64_t size_x = 0;    // s, the window side, 1 <= s <= S (windows as rnorm's, norm_window)
+};
+void check_tica_params(const TicaParams& p);
+
+struct MsmParams {
+  int64_t classes = 0;   // D, the energies' rows, >= 2
+  int64_t set_size = 0;  // k, 1 <= k <= D − 1
+};
+void check_msm_params(const MsmParams& p);
 
 // ---- cost layers (§3.23–§3.28) ---------------------------------------------------------
 void check_topk(int64_t topk);  // logreg's topk >= 1

@@ -34,6 +34,9 @@ struct LayerStore {
   std::vector<float> acts, grad;
   bool grad_set = false;  // received a contribution in this backward
   std::vector<float> denoms, scratch, mean_diffs, mask, noise, blur_tmp;
+  std::vector<float> draws;   // rscale: the pass's draws (1, LayerPlan::draw_count)
+  std::vector<double> work;   // LayerPlan::work_bytes of working space, in doubles
+  std::vector<float> tree_weights;  // treefc: the leaves' effective weights (treefc.h), (L, Din)
   ConvScratch conv_scratch;
   std::vector<ConstMatView> input_views;  // room for a layer that passes its inputs as an array (eltmax)
 };
