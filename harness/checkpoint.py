@@ -61,19 +61,44 @@ def _targets(net: EngineNet) -> dict[str, tuple[str, str, int]]:
 
 
 def _arrays(net: EngineNet) -> dict[str, np.ndarray]:
-    # views on the CPU, copies on CUDA (EngineNet.array)
-    return {name: net.array(*target) for name, target in _targets(net).items()}
+    # views on the CPU, copies on CUDA (EngineNet.array); and the connection tables of random
+    # sparse inputs, which a resumed run (or --init-from's initCFunc) must use again
+    arrays = {name: net.array(*target) for name, target in _targets(net).items()}
+    for layer, tables in getattr(net, "conns", {}).items():
+        for i, table in enumerate(tables):
+            if table is not None:
+                arrays[f"{layer}/conns/{i}"] = np.asarray(table, dtype=np.int32)
+    return arrays
 
 
-def save_checkpoint(path: str | Path, net: EngineNet, state: dict[str, Any] | None = None) -> None:
-    """Write `net`'s weights and increments and `state` (JSON-able) to `path`, atomically."""
+def saved_conns(path: str | Path) -> dict[str, list[list[int] | None]]:
+    """The connection tables a checkpoint of this project holds, by layer ({} for none)."""
+    try:
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as data:
+            found = {name: data[name] for name in data.files if name.count("/") == 2 and "/conns/" in name}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+        return {}  # read_checkpoint reports what is wrong with the file
+    out: dict[str, list[list[int] | None]] = {}
+    for name, table in found.items():
+        layer, _, i = name.split("/")
+        tables = out.setdefault(layer, [])
+        tables += [None] * (int(i) + 1 - len(tables))
+        tables[int(i)] = [int(v) for v in table.ravel()]
+    return out
+
+
+def save_checkpoint(path: str | Path, net: EngineNet, state: dict[str, Any] | None = None, *,
+                    compress: bool = False) -> None:
+    """Write `net`'s weights and increments and `state` (JSON-able) to `path`, atomically;
+    `compress` deflates the arrays (the driver's ``--zip-save=1``), which the reader needs not know."""
     meta = {"format": MAGIC, "version": VERSION, "layers_file": net.config.path,
             "params_file": net.config.params_path, "image_size": list(net.config.profile.image),
             "signature": signature(net), "state": state or {}}
     header = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
     # Streamed into the temporary file; Fortran-ordered fc matrices are stored as
     # they are (np.save records the order).
-    atomic_write_bytes(Path(path), lambda f: np.savez(f, __meta__=header, **_arrays(net)))
+    savez = np.savez_compressed if compress else np.savez
+    atomic_write_bytes(Path(path), lambda f: savez(f, __meta__=header, **_arrays(net)))
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

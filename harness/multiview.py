@@ -40,9 +40,11 @@ def logreg_costs(probs: np.ndarray, labels: np.ndarray, topk: int = 1) -> list[f
     return [nll, float(n - top1.sum()), float(n - topk_score.sum())]
 
 
-def multiview_costs(net, matrices: Sequence[np.ndarray], views: int, mini: int) -> dict[str, list[float]]:
+def multiview_costs(net, matrices: Sequence[np.ndarray], views: int, mini: int,
+                    probs_out: dict[str, np.ndarray] | None = None) -> dict[str, list[float]]:
     """Costs of one multiview test batch: `matrices` hold N·`views` columns, view-major blocks.
-    Every cost layer must be a ``cost.logreg``; returns {name: [sums over the N cases]}."""
+    Every cost layer must be a ``cost.logreg``; returns {name: [sums over the N cases]}.
+    `probs_out`, when given, receives each cost layer's averaged probabilities (classes, N)."""
     cols = matrices[0].shape[1]
     if views < 1 or cols % views:
         raise ReplayError(f"multiview test: {cols} columns are not {views} views of the same cases")
@@ -68,5 +70,7 @@ def multiview_costs(net, matrices: Sequence[np.ndarray], views: int, mini: int) 
         for v in range(1, views):                                   # summed in view order (§3.23)
             acc += p[:, v * n:(v + 1) * n]
         acc *= np.float32(1.0 / views)
+        if probs_out is not None:
+            probs_out[layer.name] = acc
         out[layer.name] = logreg_costs(acc, labels, int(layer.params.get("topk", 1)))
     return out

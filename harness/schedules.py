@@ -85,8 +85,11 @@ IGNORED = {  # accepted, with a note; they do not change the arithmetic of a rep
     "conserve-mem": "memory saving only",
     "pca-noise": "stored but never used by the release (§C.2)",
 }
-ONLY_DEFAULT = {"zip-save": "0", "check-grads": "0", "wupdate-freq": "1", "conv-to-local": "",
-                "unshare-weights": "", "test-out": "", "logreg-name": ""}
+ONLY_DEFAULT = {"check-grads": "0", "wupdate-freq": "1", "conv-to-local": ""}
+WHY_ONLY_DEFAULT = {  # why another value cannot be replayed in a schedule
+    "check-grads": "a gradient check trains nothing and leaves no checkpoint for the next stage",
+    "conv-to-local": "the release's conversion was broken and never ran (driver.md §A.7)",
+}
 RATE_KEYS = ("epsW", "epsB")
 STATE_MAGIC = "alexnet-replay schedule state"
 _PATH_OPTIONS = ("layer_def", "layer_params")
@@ -132,8 +135,9 @@ def _option(name: str, value: str, where: str, notes: list[str]) -> tuple[str, s
         return None
     if name in ONLY_DEFAULT:
         if value.strip() != ONLY_DEFAULT[name]:
-            raise ReplayError(f"{where}: --{name}={value} is not implemented by this harness "
-                              f"(only --{name}={ONLY_DEFAULT[name]!s} can be replayed)")
+            why = WHY_ONLY_DEFAULT.get(name, "not implemented by this harness")
+            raise ReplayError(f"{where}: --{name}={value} cannot be replayed: {why} "
+                              f"(only --{name}={ONLY_DEFAULT[name]!s} can)")
         return None
     if key not in OPTIONS:
         raise ReplayError(f"{where}: --{name} is not implemented by this harness")

@@ -124,8 +124,7 @@ def _cmd_check_grads(args: argparse.Namespace) -> int:
                      "matrices": [c.to_dict() for c in checks], "passed": all(c.passed for c in checks)})
     else:
         for c in checks:
-            print(f"{c.layer:>16} {c.what:<11} {c.elements:>9} elements  step {c.step:<5g} "
-                  f"relative error {c.relative_error:.3e}  {'ok' if c.passed else 'FAIL'}")
+            print(c.text())
         failed = sum(not c.passed for c in checks)
         print(f"{len(checks) - failed} of {len(checks)} matrices within {THRESHOLD:.0%}")
     return 0 if all(c.passed for c in checks) else 1
@@ -144,10 +143,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .harness.driver import train
+    from .harness.driver import export_gpu_ids, train
 
-    train(args)
-    return 0
+    export_gpu_ids(args.gpu)  # before anything starts CUDA in this process
+    run, _ = train(args)
+    return 1 if run.grad_checks is not None and not all(c.passed for c in run.grad_checks) else 0
 
 
 def _cmd_schedule(args: argparse.Namespace) -> int:
@@ -172,8 +172,10 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
         atomic_write_bytes(target, lambda f: f.write(text.encode("utf-8")))
         print(f"{target}: schedule '{schedule.name}', {len(schedule.stages)} stages")
         return 0
+    from .harness.driver import export_gpu_ids
     from .harness.options import OPTIONS
 
+    export_gpu_ids(args.gpu)  # before anything starts CUDA in this process
     overrides = {k: str(getattr(args, k)) for k in OPTIONS if getattr(args, k, None) is not None}
     folder = schedules.run_schedule(schedule, args.out, overrides=overrides, cfg_dirs=args.cfg_dir or [],
                                     start_from=args.load_file, quiet=args.quiet)
@@ -206,15 +208,25 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_make_batches(args: argparse.Namespace) -> int:
-    from .harness.make_batches import cifar10_python_archive, digits_batches, image_folder_batches
+    from .harness.make_batches import cifar10_python_archive, digits_batches, image_folder_batches, tagged_image_batches
 
     out = Path(args.out)
     if args.cifar10 and not Path(args.cifar10).is_file():
         raise ReplayError(f"{args.cifar10}: no such file (give the CIFAR-10 python archive)")
     if out.exists() and any(out.iterdir()) and not args.force:
         raise ReplayError(f"{out}: folder is not empty (give --force to write into it)")
+    if args.max_tags and not args.tags:
+        raise ReplayError("--max-tags applies to --tags (multi-label batches)")
+    if args.tags and not args.images:
+        raise ReplayError("--tags lists images of an --images folder; give --images DIR too")
+    if args.tags and args.format != "jpeg":
+        raise ReplayError("--tags writes Flickr batches, which hold JPEGs (driver.md §D.7); drop --format raw")
     out.mkdir(parents=True, exist_ok=True)
-    if args.images:
+    if args.tags:
+        made = tagged_image_batches(args.images, args.tags, out, image_size=args.image_size,
+                                    batch_size=args.batch_size, num_test_batches=args.test_batches,
+                                    max_tags=args.max_tags, quality=args.quality, seed=args.seed)
+    elif args.images:
         made = image_folder_batches(args.images, out, image_size=args.image_size, batch_size=args.batch_size,
                                     num_test_batches=args.test_batches, fmt=args.format, quality=args.quality,
                                     seed=args.seed)
@@ -223,7 +235,8 @@ def _cmd_make_batches(args: argparse.Namespace) -> int:
     else:
         made = cifar10_python_archive(Path(args.cifar10), out)
     print(f"{made.out_dir}: batches.meta and data_batch_{made.batch_nums[0]}..{made.batch_nums[-1]} "
-          f"({made.meta.num_vis} values per image, {made.meta.num_classes} classes); "
+          f"({made.meta.num_vis} values per image, {made.meta.num_classes} "
+          f"{'tags' if args.tags else 'classes'}); "
           f"train {made.train_batches[0]}-{made.train_batches[-1]}, test "
           + (f"{made.test_batches[0]}-{made.test_batches[-1]}" if made.test_batches else "none"))
     return 0
@@ -339,14 +352,23 @@ def _parser() -> argparse.ArgumentParser:
                         "torch.jit is not deprecated); checked against the engine first")
     p.set_defaults(handler=_cmd_export)
 
-    p = sub.add_parser("make-batches", help="write a data folder in the release's batch formats (CIFAR, ImageNet)")
+    p = sub.add_parser("make-batches",
+                       help="write a data folder in the release's batch formats (CIFAR, ImageNet, Flickr)")
     p.add_argument("out", help="folder to write data_batch_N and batches.meta into")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--digits", action="store_true",
                      help="scikit-learn's handwritten digits, rendered as 3x32x32 images (batches 1-5 train, 6 test)")
     src.add_argument("--cifar10", metavar="ARCHIVE", help="the standard CIFAR-10 python archive (.tar.gz)")
     src.add_argument("--images", metavar="DIR", help="a folder of images, one subfolder per class: ImageNet-style "
-                     "batches (driver.md §D.4 JPEG, or §D.5 raw with --format raw)")
+                     "batches (driver.md §D.4 JPEG, or §D.5 raw with --format raw); with --tags, any layout")
+    p.add_argument("--tags", metavar="FILE",
+                   help="--images: multi-label (Flickr, flickr-ce-cropped, driver.md §D.7) batches. FILE is UTF-8 "
+                        "text, one image per line: its path relative to DIR, a TAB, its tags separated by commas "
+                        "(e.g. 'beach/001.jpg<TAB>sea, sand'); '#' lines and blank lines are skipped. Only the "
+                        "listed images are used; batches.meta gets the tag vocabulary (label_names, most frequent "
+                        "first) and freq_to_id")
+    p.add_argument("--max-tags", type=int, default=0, metavar="K",
+                   help="--tags: keep the K most frequent tags of the training images (default 0: all)")
     p.add_argument("--image-size", type=int, default=256, metavar="S",
                    help="--images: images are scaled (shorter side) and centre-cropped to SxS (default 256)")
     p.add_argument("--batch-size", type=int, default=1024, metavar="N",

@@ -40,6 +40,11 @@ class MatrixCheck:
     def passed(self) -> bool:
         return bool(np.isfinite(self.relative_error)) and self.relative_error < THRESHOLD
 
+    def text(self) -> str:
+        """One line of the report (``check-grads``, ``train --check-grads=1``)."""
+        return (f"{self.layer:>16} {self.what:<11} {self.elements:>9} elements  step {self.step:<5g} "
+                f"relative error {self.relative_error:.3e}  {'ok' if self.passed else 'FAIL'}")
+
     def to_dict(self) -> dict:
         return {"layer": self.layer, "matrix": self.what, "elements": self.elements, "step": self.step,
                 "relative_error": self.relative_error, "passed": self.passed}
@@ -67,17 +72,21 @@ def _objective(net: EngineNet, coeffs: dict[str, float]) -> float:
 def check_gradients(config: Network, data: Sequence[np.ndarray], seed: int = 0,
                     progress: Callable[[int, int], None] | None = None,
                     max_elements: int | None = None, central: bool = False,
-                    steps: tuple[float, float] | None = None) -> list[MatrixCheck]:
+                    steps: tuple[float, float] | None = None,
+                    load: Callable[[EngineNet], None] | None = None) -> list[MatrixCheck]:
     """Run the check on one minibatch.
 
     `max_elements` checks only the first elements of each matrix (the release
     checked all; a whole AlexNet would take days). `central` uses the central
     difference (E(w+h) - E(w-h)) / 2Nh instead of the release's one-sided one;
     its error is O(h^2), so it can judge a gradient much more tightly. `steps`
-    overrides the release's (weight, bias) steps for every layer.
+    overrides the release's (weight, bias) steps for every layer. `load(net)`, when given, sets
+    the weights and biases to check around (a checkpoint's) in place of the seeded ones.
     """
     cases = int(np.asarray(data[0]).shape[1])
     net = EngineNet(_gradient_config(config), cases, seed)
+    if load is not None:
+        load(net)
     net.set_data(data)
     # The release's PASS_GC: dropout scales by keep, as in testing; nrelu noise is
     # drawn once and then held fixed between the evaluations.
