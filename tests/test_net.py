@@ -177,8 +177,9 @@ def test_dropout_masks_can_be_injected(tmp_path):
     assert not np.array_equal(first, net.mask("drop")[:, :5]) and set(np.unique(first)) <= {0.0, 1.0}
 
 
-def test_unsupported_layer_type_fails_at_load_naming_the_layer(release):
-    with pytest.raises(ReplayError, match=r"layer 'fc1000': the engine has no 'treefc' layer"):
+def test_a_tree_net_without_its_label_tree_fails_at_load_naming_the_layer(release):
+    """The release's tree came with its data (batches.meta['tree']); load() has none."""
+    with pytest.raises(ReplayError, match=r"layer 'fc1000': treefc needs the data's label tree"):
         alexnet_replay.load(release / "layers" / "layers-137-tree.cfg",
                             release / "layers" / "layer-params-137-tree.cfg", minibatch=2)
 
