@@ -15,6 +15,7 @@
 // cost.h states, on one thread (the sums are small next to a layer's work, and
 // a fixed order keeps them independent of the thread count). Backward kernels
 // are element-wise (or one case per thread) and so thread-count independent.
+#include "alexnet/core/rank_credits.h"
 #include "alexnet/cpu/cost.h"
 #include "alexnet/cpu/layer.h"
 
@@ -51,23 +52,10 @@ LogregCosts logreg_cost(const float* labels, ConstMatView probs, int topk) {
   // labels index rows, so classes >= 1 whenever cases >= 1 (the binding checks labels).
   for (int64_t n = 0; n < cases; ++n) {
     const int64_t label = label_at(labels, n);
-    const float p_label = probs(label, n);
-    float max = probs(0, n);  // sequential scan over classes (§7.2)
-    for (int64_t i = 1; i < classes; ++i)
-      if (probs(i, n) > max) max = probs(i, n);
-    int64_t at_max = 0, above = 0, equal = 0;  // #{p == max}, #{p > p_label}, #{p == p_label}
-    for (int64_t i = 0; i < classes; ++i) {
-      const float p = probs(i, n);
-      at_max += p == max;
-      above += p > p_label;
-      equal += p == p_label;
-    }
-    sum_log += static_cast<double>(std::log(p_label));
-    // top-1: credit 1/#max when the label is among the maxima (§3.23).
-    if (p_label == max) sum_top1 += 1.0 / static_cast<double>(at_max);
-    // top-k: slots = k - #above; 0 if none left, 1 if all ties fit, else slots/#equal.
-    const int64_t slots = topk - above;
-    if (slots > 0) sum_topk += equal <= slots ? 1.0 : static_cast<double>(slots) / static_cast<double>(equal);
+    sum_log += static_cast<double>(std::log(probs(label, n)));
+    const RankCredits credits = rank_credits(probs.data + n, cases, classes, label, topk);
+    sum_top1 += credits.top1;
+    sum_topk += credits.topk;
   }
   const double n = static_cast<double>(cases);
   return LogregCosts{-sum_log, n - sum_top1, n - sum_topk};

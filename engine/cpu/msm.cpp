@@ -17,6 +17,7 @@
 #include <limits>
 
 #include "alexnet/core/multisoftmax.h"
+#include "alexnet/core/rank_credits.h"
 #include "alexnet/cpu/msm.h"
 #include "alexnet/cpu/layer.h"
 
@@ -49,21 +50,10 @@ LogregCosts msm_cost(const MsmParams& p, const float* labels, ConstMatView energ
         slot[1] = slot[2] = 0.0;
         continue;
       }
-      const float e_label = energies(label, n);
-      float max = energies(0, n);
-      for (int64_t i = 1; i < D; ++i)
-        if (energies(i, n) > max) max = energies(i, n);
-      int64_t at_max = 0, above = 0, equal = 0;  // #{e == max}, #{e > e_label}, #{e == e_label}
-      for (int64_t i = 0; i < D; ++i) {
-        const float e = energies(i, n);
-        at_max += e == max;
-        above += e > e_label;
-        equal += e == e_label;
-      }
+      const RankCredits credits = rank_credits(energies.data + n, N, D, label, k);  // from the energies
       slot[0] = static_cast<double>(std::log(static_cast<float>(marg[label])));
-      slot[1] = e_label == max ? 1.0 / static_cast<double>(at_max) : 0.0;
-      const int64_t slots = k - above;
-      slot[2] = slots <= 0 ? 0.0 : (equal <= slots ? 1.0 : static_cast<double>(slots) / static_cast<double>(equal));
+      slot[1] = credits.top1;
+      slot[2] = credits.topk;
     }
     for (int64_t c = 0; c < count; ++c) {  // in case order
       sum_log += work[c * per_case];

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "alexnet/core/rank_credits.h"
 #include "alexnet/cuda/cost.h"
 #include "layer.h"
 #include "common.cuh"
@@ -34,25 +35,10 @@ __global__ void logreg_terms_kernel(const float* labels, const float* probs, int
       terms[3 * n + 1] = terms[3 * n + 2] = 0.0;
       continue;
     }
-    const float p_label = probs[label * cases + n];
-    float max = probs[n];  // sequential scan over classes (§7.2)
-    for (int64_t i = 1; i < classes; ++i) {
-      const float p = probs[i * cases + n];
-      if (p > max) max = p;
-    }
-    int64_t at_max = 0, above = 0, equal = 0;  // #{p == max}, #{p > p_label}, #{p == p_label}
-    for (int64_t i = 0; i < classes; ++i) {
-      const float p = probs[i * cases + n];
-      at_max += p == max;
-      above += p > p_label;
-      equal += p == p_label;
-    }
-    terms[3 * n] = static_cast<double>(logf(p_label));
-    // top-1: 1/#max when the label is among the maxima; top-k: slots = k − #above (§3.23).
-    terms[3 * n + 1] = p_label == max ? 1.0 / static_cast<double>(at_max) : 0.0;
-    const int64_t slots = topk - above;
-    terms[3 * n + 2] =
-        slots <= 0 ? 0.0 : (equal <= slots ? 1.0 : static_cast<double>(slots) / static_cast<double>(equal));
+    const RankCredits credits = rank_credits(probs + n, cases, classes, label, topk);
+    terms[3 * n] = static_cast<double>(logf(probs[label * cases + n]));
+    terms[3 * n + 1] = credits.top1;
+    terms[3 * n + 2] = credits.topk;
   }
 }
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "alexnet/core/multisoftmax.h"
+#include "alexnet/core/rank_credits.h"
 #include "alexnet/cuda/msm.h"
 #include "layer.h"
 #include "common.cuh"
@@ -41,24 +42,10 @@ __global__ void msm_terms_kernel(MsmParams p, const float* labels, const float* 
       terms[3 * n + 1] = terms[3 * n + 2] = 0.0;
       continue;
     }
-    const float e_label = e[label * n_cases + n];
-    float max = e[n];
-    for (int64_t i = 1; i < D; ++i) {
-      const float v = e[i * n_cases + n];
-      if (v > max) max = v;
-    }
-    int64_t at_max = 0, above = 0, equal = 0;
-    for (int64_t i = 0; i < D; ++i) {
-      const float v = e[i * n_cases + n];
-      at_max += v == max;
-      above += v > e_label;
-      equal += v == e_label;
-    }
+    const RankCredits credits = rank_credits(e + n, n_cases, D, label, p.set_size);  // from the energies
     terms[3 * n] = static_cast<double>(logf(static_cast<float>(marg[label])));
-    terms[3 * n + 1] = e_label == max ? 1.0 / static_cast<double>(at_max) : 0.0;
-    const int64_t slots = p.set_size - above;
-    terms[3 * n + 2] =
-        slots <= 0 ? 0.0 : (equal <= slots ? 1.0 : static_cast<double>(slots) / static_cast<double>(equal));
+    terms[3 * n + 1] = credits.top1;
+    terms[3 * n + 2] = credits.topk;
   }
 }
 
