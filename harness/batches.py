@@ -414,18 +414,25 @@ class JpegBatch:
         return len(self.jpegs)
 
 
+def _jpeg_tuple(obj: Any, path: Path, third: str, section: str, on_dict: str) -> tuple[list[bytes], Any, Any]:
+    """(jpegs, sizes, third entry) of a pickled JPEG batch, the 3-tuple (jpegs, sizes, `third`)
+    of driver.md `section`; a dict (message `on_dict`) or another shape is refused naming the file."""
+    if isinstance(obj, dict):
+        raise DataError(on_dict, file=path)
+    if not isinstance(obj, (tuple, list)) or len(obj) != 3:
+        kind = f"a {type(obj).__name__} of {len(obj)}" if isinstance(obj, (tuple, list)) else type(obj).__name__
+        raise DataError(f"must hold a pickled 3-tuple (jpegs, sizes, {third}), driver.md {section} (got {kind})",
+                        file=path)
+    jpegs_in, sizes, rest = obj
+    return _jpeg_list(jpegs_in, path), sizes, rest
+
+
 def validate_jpeg_batch(obj: Any, path: str | os.PathLike, meta: BatchMeta | None = None) -> JpegBatch:
     """Check a loaded JPEG batch (driver.md §D.4) against `meta` (class count, ``label_offset``)."""
     path = Path(path)
-    if isinstance(obj, dict):
-        raise DataError("holds a dict (the raw-pixel format of inet-lr-cropped or cifar, driver.md §D.5); "
-                        "inet-lr-cropped-jpeg reads a tuple (jpegs, sizes, labels)", file=path)
-    if not isinstance(obj, (tuple, list)) or len(obj) != 3:
-        kind = f"a {type(obj).__name__} of {len(obj)}" if isinstance(obj, (tuple, list)) else type(obj).__name__
-        raise DataError(f"must hold a pickled 3-tuple (jpegs, sizes, labels), driver.md §D.4 (got {kind})",
-                        file=path)
-    jpegs_in, sizes, labels_in = obj
-    jpegs = _jpeg_list(jpegs_in, path)
+    jpegs, sizes, labels_in = _jpeg_tuple(
+        obj, path, "labels", "§D.4", "holds a dict (the raw-pixel format of inet-lr-cropped or cifar, driver.md "
+        "§D.5); inet-lr-cropped-jpeg reads a tuple (jpegs, sizes, labels)")
     if not isinstance(labels_in, (list, tuple)):
         raise DataError(f"must be a list of (wnid, class index) pairs (got {type(labels_in).__name__})",
                         file=path, key="labels")
@@ -517,15 +524,8 @@ def validate_flickr_batch(obj: Any, path: str | os.PathLike) -> FlickrBatch:
     """Check a loaded Flickr batch (driver.md §D.7): a 3-tuple of JPEG bytes, ignored sizes and one
     list of text tags per image (bytes are read as latin1, like a Python 2 ``str``)."""
     path = Path(path)
-    if isinstance(obj, dict):
-        raise DataError("holds a dict (a raw-pixel batch); flickr-ce-cropped reads a tuple "
-                        "(jpegs, sizes, tag lists), driver.md §D.7", file=path)
-    if not isinstance(obj, (tuple, list)) or len(obj) != 3:
-        kind = f"a {type(obj).__name__} of {len(obj)}" if isinstance(obj, (tuple, list)) else type(obj).__name__
-        raise DataError(f"must hold a pickled 3-tuple (jpegs, sizes, tag lists), driver.md §D.7 (got {kind})",
-                        file=path)
-    jpegs_in, sizes, tags_in = obj
-    jpegs = _jpeg_list(jpegs_in, path)
+    jpegs, sizes, tags_in = _jpeg_tuple(obj, path, "tag lists", "§D.7", "holds a dict (a raw-pixel batch); "
+                                        "flickr-ce-cropped reads a tuple (jpegs, sizes, tag lists), driver.md §D.7")
     if not isinstance(tags_in, (list, tuple)):
         raise DataError(f"must be a list with one list of tags per image (got {type(tags_in).__name__})",
                         file=path, key="tags")
