@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 
-from ..engine import WEIGHT_LAYER_TYPES
 from ..errors import ReplayError
 from ..original.layers import Layer, Network
 from .checkpoint import read_checkpoint
@@ -113,21 +112,6 @@ class InitSource:
                 out.biases[parts[0]] = value
             elif len(parts) == 3 and parts[1] == "conns":
                 out.conns[(parts[0], int(parts[2]))] = [int(v) for v in value.ravel()]
-        return out
-
-    @classmethod
-    def from_net(cls, net: Any, name: str = "(a net in memory)") -> "InitSource":
-        """The weights, biases and connection tables of an EngineNet."""
-        out = cls(name)
-        for layer in net.config.layers.values():
-            if layer.type not in WEIGHT_LAYER_TYPES:
-                continue
-            for i in range(len(layer.inputs)):
-                out.weights[(layer.name, i)] = net.weights(layer.name, i).copy()
-                table = net.conns.get(layer.name, [None] * len(layer.inputs))[i]
-                if table is not None:
-                    out.conns[(layer.name, i)] = list(table)
-            out.biases[layer.name] = net.biases(layer.name).copy()
         return out
 
     def _missing(self, call: InitCall, what: str) -> ReplayError:

@@ -68,8 +68,8 @@ LabelTree make_label_tree(const std::vector<std::vector<int64_t>>& children, int
     }
   }
   for (int64_t u = leaves; u < t.nodes; ++u) t.bottom_up.push_back(u);
-  std::stable_sort(t.bottom_up.begin(), t.bottom_up.end(),
-                   [&](int64_t a, int64_t b) { return height[static_cast<size_t>(a)] < height[static_cast<size_t>(b)]; });
+  auto lower = [&](int64_t a, int64_t b) { return height[static_cast<size_t>(a)] < height[static_cast<size_t>(b)]; };
+  std::stable_sort(t.bottom_up.begin(), t.bottom_up.end(), lower);
   // Root-to-leaf paths.
   t.path_start.push_back(0);
   std::vector<int64_t> up;

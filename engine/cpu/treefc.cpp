@@ -27,17 +27,17 @@ void treefc_leaf_weights(const LabelTree& tree, const float* w, float* weff, int
 }
 
 void treefc_distribute_gradients(const LabelTree& tree, float* g, int64_t din) {
-  for (int64_t u : tree.bottom_up) {  // in order: a node's children are done before it
-    float* out = g + u * din;
-    const int64_t first = tree.child_start[static_cast<size_t>(u)], last = tree.child_start[static_cast<size_t>(u) + 1];
-    const float* c0 = g + tree.children[static_cast<size_t>(first)] * din;
-    std::copy(c0, c0 + din, out);
-    for (int64_t j = first + 1; j < last; ++j) {
-      const float* c = g + tree.children[static_cast<size_t>(j)] * din;
+  // One element i of every node at a time: the nodes in bottom-up order, each the sum
+  // of its children in the tree's order (one fixed order per element).
 #pragma omp parallel for schedule(static)
-      for (int64_t i = 0; i < din; ++i) out[i] += c[i];
+  for (int64_t i = 0; i < din; ++i)
+    for (int64_t u : tree.bottom_up) {
+      const size_t node = static_cast<size_t>(u);
+      const int64_t first = tree.child_start[node], last = tree.child_start[node + 1];
+      float sum = g[tree.children[static_cast<size_t>(first)] * din + i];
+      for (int64_t j = first + 1; j < last; ++j) sum += g[tree.children[static_cast<size_t>(j)] * din + i];
+      g[u * din + i] = sum;
     }
-  }
 }
 
 void treefc_update(const LabelTree& tree, float* w, float* inc, const float* g, int64_t din, float eps, float mom,

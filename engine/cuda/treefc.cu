@@ -22,13 +22,16 @@ __global__ void leaf_weights_kernel(DeviceTree t, const float* w, float* weff, i
   }
 }
 
-__global__ void node_sum_kernel(const int64_t* children, int64_t first, int64_t last, float* g, int64_t node,
-                                int64_t din) {
-  for (int64_t i = grid_start(); i < din; i += grid_step()) {
-    float sum = g[children[first] * din + i];
-    for (int64_t j = first + 1; j < last; ++j) sum = sum + g[children[j] * din + i];
-    g[node * din + i] = sum;
-  }
+// One thread per element i: the inner nodes in bottom-up order, each the sum of its
+// children in the tree's order, as the CPU adds them.
+__global__ void distribute_kernel(DeviceTree t, float* g, int64_t din) {
+  for (int64_t i = grid_start(); i < din; i += grid_step())
+    for (int64_t k = 0; k < t.inner; ++k) {
+      const int64_t u = t.bottom_up[k], first = t.child_start[u], last = t.child_start[u + 1];
+      float sum = g[t.children[first] * din + i];
+      for (int64_t j = first + 1; j < last; ++j) sum = sum + g[t.children[j] * din + i];
+      g[u * din + i] = sum;
+    }
 }
 
 __global__ void update_kernel(DeviceTree t, float* w, float* inc, const float* g, int64_t din, float eps, float mom,
@@ -51,14 +54,10 @@ void treefc_leaf_weights(const Launch& l, const DeviceTree& t, const float* w, f
   check_launch(l, "treefc_leaf_weights_kernel");
 }
 
-void treefc_distribute_gradients(const Launch& l, const LabelTree& host, const DeviceTree& t, float* g, int64_t din) {
-  if (din <= 0) return;
-  for (int64_t u : host.bottom_up) {
-    node_sum_kernel<<<grid_for(din), kThreads, 0, l.stream>>>(t.children, host.child_start[static_cast<size_t>(u)],
-                                                               host.child_start[static_cast<size_t>(u) + 1], g, u,
-                                                               din);
-    check_launch(l, "treefc_node_sum_kernel");
-  }
+void treefc_distribute_gradients(const Launch& l, const DeviceTree& t, float* g, int64_t din) {
+  if (din <= 0 || t.inner <= 0) return;
+  distribute_kernel<<<grid_for(din), kThreads, 0, l.stream>>>(t, g, din);
+  check_launch(l, "treefc_distribute_kernel");
 }
 
 void treefc_update(const Launch& l, const DeviceTree& t, float* w, float* inc, const float* g, int64_t din, float eps,
@@ -86,6 +85,8 @@ void setup(const LayerPlan& L, LayerStore& B, Devices& D) {
   t.child_start = D.upload(B.dev, L.tree.child_start, "tree children" + of);
   t.children = D.upload(B.dev, L.tree.children, "tree children" + of);
   t.leaf_count = D.upload(B.dev, L.tree.leaf_count, "tree leaf counts" + of);
+  t.bottom_up = D.upload(B.dev, L.tree.bottom_up, "tree order" + of);
+  t.inner = static_cast<int64_t>(L.tree.bottom_up.size());
   t.leaf_weights = D.alloc(B.dev, L.tree.leaves * L.input_sizes[0], "leaf weights" + of);
 }
 
@@ -109,7 +110,7 @@ void backward(const LayerRun& r) {
       [&](size_t, bool) {  // G of the leaves = (1/N) dY X^T, then the inner nodes' sums
         float* g = r.weight(0).grad;
         fc_bprop_weights(r.lc, r.gemm, r.in(0), r.dy(), MatView{g, r.layer.tree.leaves, din}, inv_n, 0.0f);
-        treefc_distribute_gradients(r.lc, r.layer.tree, r.store.tree, g, din);
+        treefc_distribute_gradients(r.lc, r.store.tree, g, din);
       },
       [&] { fc_bprop_bias(r.lc, r.dy(), r.bias().grad, inv_n, 0.0f); });
 }

@@ -18,14 +18,15 @@ struct DeviceTree {
   const int64_t* child_start = nullptr;
   const int64_t* children = nullptr;
   const float* leaf_count = nullptr;
+  const int64_t* bottom_up = nullptr;  // the inner nodes, children before parents
+  int64_t inner = 0;
   float* leaf_weights = nullptr;  // (L, Din), the effective weights of the last forward
 };
 
 // weff[l] <- w[root] + ... + w[l], down the path in that order (one thread per element).
 void treefc_leaf_weights(const Launch& l, const DeviceTree& t, const float* w, float* weff, int64_t din);
-// g[u] <- sum of g[c] over u's children, in order, for the inner nodes bottom-up
-// (`host` gives the order; one launch per inner node).
-void treefc_distribute_gradients(const Launch& l, const LabelTree& host, const DeviceTree& t, float* g, int64_t din);
+// g[u] <- sum of g[c] over u's children, in order, for the inner nodes bottom-up.
+void treefc_distribute_gradients(const Launch& l, const DeviceTree& t, float* g, int64_t din);
 // §3.3: inc <- mom·inc + (eps/n_u)·(g − (wc/n_u)·w), w <- w + inc.
 void treefc_update(const Launch& l, const DeviceTree& t, float* w, float* inc, const float* g, int64_t din, float eps,
                    float mom, float wc);
