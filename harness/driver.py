@@ -235,10 +235,6 @@ def _new_run_folder(save_path: Path) -> Path:
     raise ReplayError(f"{save_path}: could not make a new run folder for {stamp}")
 
 
-def _print_costs(costs: dict[str, list[float]], cases: int) -> str:
-    return format_costs(costs, cases)
-
-
 def _run_batch(net: EngineNet, matrices: Sequence[np.ndarray], mini: int, train: bool,
                after: Callable[[], None] | None = None) -> dict[str, list[float]]:
     """A batch as consecutive minibatches; costs summed over all of them. `after` is called
@@ -341,7 +337,7 @@ def _train(args: argparse.Namespace, out, on_save, providers: list) -> tuple[Run
     last = run.options.get("_last_test")
     if quiet:
         log.final(f"Stopped after {run.epoch}.{run.batchnum}; last test output: "
-                  + (_print_costs(last, 1) if last else "(no test in this run)")
+                  + (format_costs(last, 1) if last else "(no test in this run)")
                   + f"; last checkpoint: {run.options.get('_last_saved') or '(none written)'}")
     return run, net
 
@@ -369,7 +365,7 @@ def _train_loop(net: EngineNet, run: Run, options: dict[str, Any], train_range: 
             train_dp.prefetch(nb, batch_rng(options["seed"], ne, nb))
         costs = _run_batch(net, matrices, options["mini"], train=True)
         cases = matrices[0].shape[1]
-        line = f"{epoch}.{batchnum}... {_print_costs(costs, cases)}"
+        line = f"{epoch}.{batchnum}... {format_costs(costs, cases)}"
         if run.batches_done % options["test_freq"] == 0:
             log(line)
             test_index = _test(net, test_dp, test_range, run, log, start=test_index,
