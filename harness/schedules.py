@@ -30,6 +30,16 @@ intermediate files are not in the release): the stage's parameter file is copied
 patterns win) and the copy is written into the schedule's folder. Per-input lists keep
 their length.
 
+A chain of runs (§A.5): a stage that gives ``init-from`` starts a *new* run (no ``-f``) whose
+layers with ``initWFunc``/``initBFunc``/``initCFunc`` copy the arrays of an earlier run, the way
+the release's ``initw.py`` read them from a path written into it. ``init-from = "previous"``
+names the last checkpoint of the stage before (for the first stage: the checkpoint given with
+``--from``); any other value is a checkpoint file or folder. This is how "pre-train on one data
+set, then fine-tune a network initialised from it" is written (the named schedule
+``146-2012-2009``). Each such stage keeps its run in ``stage-K/`` of the schedule's folder; the
+stages after it resume that run. A new run takes only its own stage's options (and the
+overrides): nothing carries over from the run it was initialised from.
+
 Running is resumable: the schedule's folder (``--out``) holds ``schedule.json`` (stages
 finished, run folder, a digest of the schedule), ``log.txt`` and the driver's run folder.
 Re-running the same command after a kill continues from the last checkpoint and ends
@@ -68,8 +78,8 @@ from .checkpoint_format import RELEASE, checkpoint_format, newest_checkpoint
 from .driver import train
 from .options import OPTIONS, add_train_arguments
 
-__all__ = ["Schedule", "Stage", "named_schedules", "load_named", "load_schedule", "parse_script", "parse_toml",
-           "to_script", "to_toml", "run_schedule"]
+__all__ = ["PREVIOUS", "Schedule", "Stage", "named_schedules", "load_named", "load_schedule", "parse_script",
+           "parse_toml", "stage_options", "to_script", "to_toml", "run_schedule"]
 
 # driver.md §C.2, every long option of the 2012 driver, and what a replay does with it.
 RELEASE_OPTIONS = (
@@ -78,14 +88,15 @@ RELEASE_OPTIONS = (
     "multiview-test", "crop-border", "conv-to-local", "unshare-weights", "conserve-mem", "color-noise", "pca-noise",
     "scalar-mean", "test-out", "logreg-name", "wupdate-freq",
 )
-HARNESS_OPTIONS = ("seed", "device", "decode-workers")
+HARNESS_OPTIONS = ("seed", "device", "decode-workers", "init-from")
+PREVIOUS = "previous"  # init-from = "previous": the last checkpoint of the stage before (stage 1: --from)
 IGNORED = {  # accepted, with a note; they do not change the arithmetic of a replay
     "num-gpus": "GPU selection: the replay runs on --device",
     "gpu": "GPU selection: the replay runs on --device",
     "conserve-mem": "memory saving only",
     "pca-noise": "stored but never used by the release (§C.2)",
 }
-ONLY_DEFAULT = {"check-grads": "0", "wupdate-freq": "1", "conv-to-local": ""}
+ONLY_DEFAULT = {"check-grads": "0", "conv-to-local": ""}
 WHY_ONLY_DEFAULT = {  # why another value cannot be replayed in a schedule
     "check-grads": "a gradient check trains nothing and leaves no checkpoint for the next stage",
     "conv-to-local": "the release's conversion was broken and never ran (driver.md §A.7)",
@@ -104,6 +115,11 @@ class Stage:
     rates: dict[str, dict[str, float]] = field(default_factory=dict)
     note: str = ""
     where: str = ""                                 # "run4.sh: line 3"
+
+    @property
+    def init_from(self) -> str | None:
+        """The source of a stage that starts a new, initialised run (see the module docstring)."""
+        return self.options.get("init_from")
 
 
 @dataclass
@@ -189,6 +205,9 @@ def _command_options(tokens: list[str], where: str, notes: list[str]) -> Stage:
         else:
             notes.append(f"{where}: positional argument {tok!r} ignored (as the driver did, §C.1)")
         i += 1
+    if stage.init_from is not None and stage.resume is not None:
+        raise ReplayError(f"{where}: -f and --init-from exclude each other (-f resumes a run, --init-from "
+                          "starts a new one from an earlier run's arrays)")
     return stage
 
 
@@ -385,7 +404,8 @@ def to_script(schedule: Schedule) -> str:
             edits = " ".join(f"{p}.{k}={v!r}" for p, vals in stage.rates.items() for k, v in vals.items())
             lines.append(f"# alexnet-replay: rates {edits}")
         argv = ["python", "convnet.py"]
-        resume = stage.resume if stage.resume is not None or stage is schedule.stages[0] else "$RUN"
+        new_run = stage.init_from is not None or stage is schedule.stages[0]
+        resume = stage.resume if stage.resume is not None or new_run else "$RUN"
         if resume is not None:
             argv += ["-f", resume]
         argv += [f"--{k.replace('_', '-')}={v}" for k, v in stage.options.items()]
@@ -431,7 +451,14 @@ def describe(schedule: Schedule) -> str:
         out.append(f"  data:   {schedule.data}")
     for k, stage in enumerate(schedule.stages, 1):
         opts = " ".join(f"--{key.replace('_', '-')}={v}" for key, v in stage.options.items())
-        start = f"-f {stage.resume} " if stage.resume else "(fresh) "
+        if stage.init_from is not None:
+            source = "the stage before's last checkpoint" if stage.init_from == PREVIOUS else stage.init_from
+            if stage.init_from == PREVIOUS and k == 1:
+                source = "--from CKPT"
+            start = f"(new run, initialised from {source}) "
+            opts = " ".join(f"--{key.replace('_', '-')}={v}" for key, v in stage.options.items() if key != "init_from")
+        else:
+            start = f"-f {stage.resume} " if stage.resume else "(fresh) "
         out.append(f"  stage {k}: {start}{opts}")
         if stage.rates:
             out.append("           rates: " + ", ".join(f"{p} " + " ".join(f"{k2}={v2:g}" for k2, v2 in vals.items())
@@ -539,31 +566,59 @@ class _Tee:
             s.flush()
 
 
+def stage_options(items: list[str], schedule: Schedule) -> dict[int, dict[str, str]]:
+    """``--stage-option K:NAME=VALUE`` items as {stage number: {driver key: value}}: an option for
+    one stage only (a chain's stages read different data sets)."""
+    out: dict[int, dict[str, str]] = {}
+    for item in items:
+        m = re.fullmatch(r"(\d+):(?:--)?([a-z][a-z-]*)=(.*)", item)
+        if not m:
+            raise ReplayError(f"--stage-option {item}: expected K:NAME=VALUE (for example 2:data-path=/data/2012)")
+        k = int(m.group(1))
+        if not 1 <= k <= len(schedule.stages):
+            raise ReplayError(f"--stage-option {item}: schedule '{schedule.name}' has stages 1..{len(schedule.stages)}")
+        notes: list[str] = []
+        got = _option(_long_name(m.group(2), f"--stage-option {item}"), m.group(3), f"--stage-option {item}", notes)
+        if got:
+            out.setdefault(k, {})[got[0]] = got[1]
+    return out
+
+
 def run_schedule(schedule: Schedule, out_dir: str | Path, *, overrides: dict[str, str] | None = None,
                  cfg_dirs: list[Path] | None = None, start_from: str | Path | None = None, quiet: bool = False,
-                 stdout=None, on_save: Callable[[Path], None] | None = None) -> Path:
+                 stdout=None, on_save: Callable[[Path], None] | None = None,
+                 per_stage: dict[int, dict[str, str]] | None = None) -> Path:
     """Run `schedule`'s stages in order through the driver, in `out_dir`; returns the run folder.
 
     `overrides`: driver options (by key, as text) given to every stage, winning over the
     schedule's (``--data-path``, ``--mini``, ``--seed``, ``--device``...). `start_from`: the
-    checkpoint a first stage with ``-f`` resumes from. Re-running after a kill continues.
+    checkpoint a first stage with ``-f`` resumes from, or a first stage with ``init-from =
+    "previous"`` is initialised from. `per_stage`: options for one stage only, by stage number
+    (from 1), winning over both. Re-running after a kill continues.
     """
     stdout = stdout or sys.stdout
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     overrides = dict(overrides or {})
-    if "save_path" in overrides:
-        raise ReplayError("--save-path: a schedule keeps its run in --out")
+    for given in (overrides, *(per_stage or {}).values()):
+        if "save_path" in given:
+            raise ReplayError("--save-path: a schedule keeps its run in --out")
+        if "init_from" in given:
+            raise ReplayError("--init-from: a schedule's stages name their own source (init-from = \"previous\"); "
+                              "give the first stage's with --from CKPT")
     dirs = _search_dirs(schedule, [Path(d) for d in (cfg_dirs or [])])
     stages = []
     for k, stage in enumerate(schedule.stages, 1):  # check every stage before anything runs
         where = stage.where or f"stage {k}"
-        opts = {**stage.options, **overrides}
+        opts = {**stage.options, **overrides, **(per_stage or {}).get(k, {})}
         opts.pop("save_path", None)
         for key in _PATH_OPTIONS:
             if key in opts:
                 opts[key] = _resolve_cfg(opts[key], dirs, where)
         stages.append(opts)
+        if stage.init_from == PREVIOUS and k == 1 and start_from is None:
+            raise ReplayError(f"{where}: the first stage starts a run initialised from an earlier one "
+                              "(init-from = \"previous\"): give that run's checkpoint with --from CKPT")
     if not stages[0].get("data_path") and not schedule.stages[0].resume and not start_from:
         raise ReplayError(f"schedule '{schedule.name}' needs data: give --data-path"
                           + (f" ({schedule.data})" if schedule.data else ""))
@@ -611,7 +666,24 @@ def run_schedule(schedule: Schedule, out_dir: str | Path, *, overrides: dict[str
                 opts["layer_params"] = str(derived)
             previous_params = params
             argv = []
-            if folder is not None:
+            if stage.init_from is not None:  # a new run, in its own folder, initialised from an earlier one
+                opts.pop("init_from")
+                segment = out / f"stage-{k + 1}"
+                segment.mkdir(exist_ok=True)
+                started = _run_folder(segment)
+                if started is not None:  # killed after its first checkpoint: resume it
+                    argv += ["-f", str(started)]
+                else:
+                    if stage.init_from == PREVIOUS:
+                        earlier = start_from if k == 0 else folder
+                    else:
+                        earlier = stage.init_from
+                        if not Path(earlier).exists():
+                            raise ReplayError(f"{stage.where or f'stage {k + 1}'}: --init-from={earlier}: "
+                                              "no such checkpoint")
+                    assert earlier is not None
+                    argv += ["--save-path", str(segment), f"--init-from={newest_checkpoint(earlier)}"]
+            elif folder is not None:
                 argv += ["-f", str(folder)]
             else:
                 argv += ["--save-path", str(out)]

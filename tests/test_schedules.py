@@ -133,7 +133,9 @@ def test_killed_schedule_resumes_bit_identical(digits, tmp_path):
             if (out / "schedule.json").exists():
                 state = json.loads((out / "schedule.json").read_text())
                 # stage 1 ends at 1.3 (its last test) and trains 2.1; stage 2 saves after every batch
-                if state["stages_done"] == 1 and any(p.name != "1.3.npz" for p in out.glob("ConvNet__*/*.npz")):
+                # and then removes the older checkpoint (wait for that: a kill between the two keeps both)
+                saved = {p.name for p in out.glob("ConvNet__*/*.npz")}
+                if state["stages_done"] == 1 and saved and "1.3.npz" not in saved:
                     break
             time.sleep(0.01)
     finally:
@@ -164,3 +166,82 @@ def test_schedule_folder_of_another_schedule_is_refused(digits, tmp_path):
     with pytest.raises(ReplayError, match="the first stage resumes 'x' \\(-f\\): give --from CKPT"):
         sch.run_schedule(sch.parse_script("python convnet.py -f x --epochs=3\n", "r.sh"), tmp_path / "o2",
                          stdout=io.StringIO())
+
+
+def _chain(digits: Path, fine_tune_layers: Path) -> str:
+    """Pre-train the bundled net on digit batches 1-2, then fine-tune a second network whose conv1
+    and conv2 are copied from it (initWFunc/initBFunc) on batches 3-4, with the copied layers frozen."""
+    common = f'data-path = "{digits}"\ntest-range = "6"\nmini = 128\ntest-freq = 2\nseed = 5\n'
+    frozen = '[stage.rates]\n"conv*" = { epsW = 0.0, epsB = 0.0 }\n'
+    return (f'[schedule]\nname = "chain"\n\n'
+            f'[[stage]]\nlayer-def = "cifar-18pct"\nlayer-params = "{PARAMS}"\ntrain-range = "1-2"\n{common}'
+            'epochs = 1\n\n'
+            f'[[stage]]\nepochs = 2\n\n'
+            f'[[stage]]\nnote = "fine-tune"\ninit-from = "previous"\nlayer-def = "{fine_tune_layers}"\n'
+            f'layer-params = "{PARAMS}"\ntrain-range = "3-4"\n{common}epochs = 1\n{frozen}\n'
+            f'[[stage]]\nepochs = 2\n{frozen}')
+
+
+def test_pretrain_then_fine_tune_chain_runs_and_resumes(digits, tmp_path):
+    """driver.md §A.5 as a schedule: a stage with init-from = "previous" starts a new run from the
+    stage before's last checkpoint. The copied layers, frozen, end equal to the pre-trained ones;
+    a kill inside the fine-tuning run resumes it, bit for bit."""
+    layers = tmp_path / "fine-tune.cfg"
+    text = networks.bundled("cifar-18pct").layers.read_text()
+    for name in ("conv1", "conv2"):
+        text = text.replace(f"[{name}]\n", f"[{name}]\ninitWFunc=initw.makew({name})\n"
+                                          f"initBFunc=initw.makeb({name})\n", 1)
+    layers.write_text(text)
+    (tmp_path / "chain.toml").write_text(_chain(digits, layers))
+    schedule = sch.load_schedule(str(tmp_path / "chain.toml"))
+    shown = sch.describe(schedule)
+    assert "stage 3: (new run, initialised from the stage before's last checkpoint) --layer-def=" in shown
+    assert sch.parse_script(sch.to_script(schedule), "x.sh").digest() == schedule.digest()  # no -f on stage 3
+
+    log = io.StringIO()
+    final = sch.run_schedule(schedule, tmp_path / "whole", stdout=log)
+    pretrained = next((tmp_path / "whole").glob("ConvNet__*"))
+    assert final.parent == tmp_path / "whole" / "stage-3" and final != pretrained
+    assert sorted(p.name for p in pretrained.glob("*.npz")) == ["2.2.npz"]     # its last test (§C.4)
+    source = pretrained / "2.2.npz"
+    assert f"--init-from={source}" in log.getvalue()
+    assert f"Initialised conv1: weights from layer 'conv1' of {source} (initWFunc)" in log.getvalue()
+    a, b = _weights(pretrained), _weights(final)
+    for name in ("conv1/weights/0", "conv1/biases", "conv2/weights/0", "conv2/biases"):
+        assert np.array_equal(a[name], b[name]), name                        # copied, then frozen
+    assert not np.array_equal(a["fc10/weights/0"], b["fc10/weights/0"])     # fc10 is the fine-tuned run's own
+
+    # killed after the fine-tuning run's first checkpoint: the same command resumes that run
+    class Killed(Exception):
+        pass
+
+    def kill(path: Path) -> None:
+        if path.parent.parent.name == "stage-3":
+            raise Killed(path)
+
+    with pytest.raises(Killed):
+        sch.run_schedule(schedule, tmp_path / "killed", quiet=True, stdout=io.StringIO(), on_save=kill)
+    resumed = sch.run_schedule(schedule, tmp_path / "killed", quiet=True, stdout=io.StringIO())
+    c = _weights(resumed)
+    assert a.keys() == c.keys() == b.keys()
+    for name in b:
+        assert np.array_equal(b[name], c[name]), name
+
+    with pytest.raises(ReplayError, match="stage 1: the first stage starts a run initialised from an earlier one"):
+        sch.run_schedule(sch.parse_toml('[schedule]\n[[stage]]\ninit-from = "previous"\nepochs = 1\n', "c.toml"),
+                         tmp_path / "o3", stdout=io.StringIO())
+    with pytest.raises(ReplayError, match="-f and --init-from exclude each other"):
+        sch.parse_script("python convnet.py -f x --init-from=previous\n", "c.sh")
+    with pytest.raises(ReplayError, match="--stage-option 9:epochs=3: schedule 'chain' has stages 1..4"):
+        sch.stage_options(["9:epochs=3"], schedule)
+    assert sch.stage_options(["3:data-path=/d", "1:epochs=4"], schedule) == {3: {"data_path": "/d"}, 1: {"epochs": "4"}}
+
+
+def test_named_chain_schedule_146_2012_2009():
+    s = sch.load_named("146-2012-2009")
+    assert [st.init_from for st in s.stages] == ["previous", None, "previous", None, None, None, None, None]
+    assert [st.options["epochs"] for st in s.stages] == ["2", "6", "3", "4", "22", "38", "42", "52"]
+    assert s.stages[0].options["layer_def"] == "layers-146-2009.cfg"
+    assert s.stages[2].options["layer_def"] == "layers-146-2012-2009.cfg"
+    assert s.stages[4].rates["conv1*"] == {"epsW": 0.0}
+    assert "stage 1: (new run, initialised from --from CKPT)" in sch.describe(s)
