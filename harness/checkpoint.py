@@ -8,6 +8,18 @@ document: a magic string and version, the network's signature (layer names,
 types and matrix shapes), the training state (epoch, batch, progress) and any
 options the caller stores.
 
+Version 2 adds what the update rules of engine.md §4.2 and §4.4 carry between
+minibatches, so that a resumed run continues bit for bit: for a layer with
+``superEps`` > 0, the running averages of each weight matrix
+(``<layer>/weights_gavg/<i>``, ``<layer>/weights_g2avg/<i>``); and, for a
+checkpoint taken in the middle of a ``--wupdate-freq`` accumulation, the meta's
+``"update": {"freq": F, "accumulated": k}`` with k > 0 and the gradients summed so
+far (``<layer>/weights_grad/<i>`` where the matrix has a gradient buffer,
+``<layer>/biases_grad``); the increments already hold the fc and local sums. Such
+a checkpoint resumes only with the same F. Averages missing from a file (version 1,
+or superEps turned on in the parameter file, which every start re-reads) start at
+zero, as a fresh net's. Version 1 files are read as before.
+
 Files are written to a temporary file in the same folder, flushed and fsynced,
 then renamed over the target (:func:`alexnet_replay.files.atomic_write_bytes`),
 so a run killed at any moment leaves the previous checkpoint intact.
@@ -33,7 +45,8 @@ from .checkpoint_format import RELEASE, checkpoint_format
 from .release_checkpoint import load_release_checkpoint, read_release_checkpoint, save_release_checkpoint
 
 MAGIC = "alexnet-replay checkpoint"
-VERSION = 1
+VERSION = 2
+READABLE = (1, 2)  # version 1: no superEps averages, never mid-accumulation
 
 
 def signature(net: EngineNet) -> list[list[Any]]:
@@ -45,8 +58,14 @@ def signature(net: EngineNet) -> list[list[Any]]:
     return sig
 
 
-def _targets(net: EngineNet) -> dict[str, tuple[str, str, int]]:
-    """Checkpoint array name -> (kind, layer, input) of EngineNet.array / set_array."""
+def _has(net: EngineNet, kind: str, layer: str, i: int) -> bool:
+    rows, cols, _ = net._net.buffer_info(kind, layer, i)
+    return rows * cols > 0
+
+
+def _targets(net: EngineNet, accumulating: bool = False) -> dict[str, tuple[str, str, int]]:
+    """Checkpoint array name -> (kind, layer, input) of EngineNet.array / set_array.
+    `accumulating`: also the gradients summed so far (mid-accumulation, see the module docstring)."""
     targets = {}
     for layer in net.config.layers.values():
         if layer.type not in WEIGHT_LAYER_TYPES:
@@ -55,15 +74,22 @@ def _targets(net: EngineNet) -> dict[str, tuple[str, str, int]]:
             if src is None:  # a shared matrix is stored once, by its owner
                 targets[f"{layer.name}/weights/{i}"] = ("weights", layer.name, i)
                 targets[f"{layer.name}/weights_inc/{i}"] = ("weight_inc", layer.name, i)
+                if _has(net, "weight_gavg", layer.name, i):  # superEps > 0 (engine.md §4.4)
+                    targets[f"{layer.name}/weights_gavg/{i}"] = ("weight_gavg", layer.name, i)
+                    targets[f"{layer.name}/weights_g2avg/{i}"] = ("weight_g2avg", layer.name, i)
+                if accumulating and _has(net, "weight_grad", layer.name, i):
+                    targets[f"{layer.name}/weights_grad/{i}"] = ("weight_grad", layer.name, i)
         targets[f"{layer.name}/biases"] = ("biases", layer.name, 0)
         targets[f"{layer.name}/biases_inc"] = ("bias_inc", layer.name, 0)
+        if accumulating:
+            targets[f"{layer.name}/biases_grad"] = ("bias_grad", layer.name, 0)
     return targets
 
 
-def _arrays(net: EngineNet) -> dict[str, np.ndarray]:
+def _arrays(net: EngineNet, accumulating: bool = False) -> dict[str, np.ndarray]:
     # views on the CPU, copies on CUDA (EngineNet.array); and the connection tables of random
     # sparse inputs, which a resumed run (or --init-from's initCFunc) must use again
-    arrays = {name: net.array(*target) for name, target in _targets(net).items()}
+    arrays = {name: net.array(*target) for name, target in _targets(net, accumulating).items()}
     for layer, tables in getattr(net, "conns", {}).items():
         for i, table in enumerate(tables):
             if table is not None:
@@ -93,12 +119,14 @@ def save_checkpoint(path: str | Path, net: EngineNet, state: dict[str, Any] | No
     `compress` deflates the arrays (the driver's ``--zip-save=1``), which the reader needs not know."""
     meta = {"format": MAGIC, "version": VERSION, "layers_file": net.config.path,
             "params_file": net.config.params_path, "image_size": list(net.config.profile.image),
-            "signature": signature(net), "state": state or {}}
+            "signature": signature(net), "state": state or {},
+            "update": {"freq": net.update_freq, "accumulated": net.accumulated}}
     header = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
     # Streamed into the temporary file; Fortran-ordered fc matrices are stored as
     # they are (np.save records the order).
     savez = np.savez_compressed if compress else np.savez
-    atomic_write_bytes(Path(path), lambda f: savez(f, __meta__=header, **_arrays(net)))
+    arrays = _arrays(net, accumulating=net.accumulated > 0)
+    atomic_write_bytes(Path(path), lambda f: savez(f, __meta__=header, **arrays))
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -120,9 +148,9 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndar
     if not isinstance(meta, dict) or meta.get("format") != MAGIC:
         raise ReplayError(f"{path}: not an alexnet-replay checkpoint (no '{MAGIC}' header); a checkpoint "
                           "of the 2012 release is a pickle: convert it with the release-checkpoint reader")
-    if meta.get("version") != VERSION:
+    if meta.get("version") not in READABLE:
         raise ReplayError(f"{path}: checkpoint format version {meta.get('version')}, this alexnet-replay "
-                          f"reads version {VERSION}")
+                          f"reads versions {', '.join(map(str, READABLE))}")
     return meta, arrays
 
 
@@ -142,12 +170,25 @@ def load_checkpoint(path: str | Path, net: EngineNet) -> dict[str, Any]:
             f"layers with other shapes: {', '.join(differing[:5]) or '(order differs)'}"
         raise ReplayError(f"{path}: checkpoint of another network ({meta.get('layers_file')}), not of "
                           f"{net.config.path}: {detail}")
-    targets = _arrays(net)
+    update = meta.get("update") or {"freq": 1, "accumulated": 0}
+    accumulated = int(update.get("accumulated", 0))
+    if accumulated and int(update.get("freq", 1)) != net.update_freq:
+        raise ReplayError(f"{path}: checkpoint taken after {accumulated} minibatch(es) of a --wupdate-freq="
+                          f"{update.get('freq')} accumulation; resume it with --wupdate-freq={update.get('freq')} "
+                          f"(this net has {net.update_freq})")
+    if net.accumulated:
+        raise ReplayError(f"{path}: the net holds {net.accumulated} accumulated minibatch(es); load a checkpoint "
+                          "into a net between updates")
+    targets = _arrays(net, accumulating=accumulated > 0)
+    optional = {name for name in targets if "/weights_gavg/" in name or "/weights_g2avg/" in name}
     for name, target in targets.items():
+        if name in optional and name not in arrays:
+            continue  # superEps's averages start at zero (see the module docstring)
         if name not in arrays or arrays[name].shape != target.shape:
             raise ReplayError(f"{path}: array '{name}' is missing or has the wrong shape")
-    for name, (kind, layer, i) in _targets(net).items():  # set_array: the same on CPU and CUDA
-        net.set_array(kind, layer, arrays[name], i)
+    for name, (kind, layer, i) in _targets(net, accumulated > 0).items():  # set_array: the same on CPU and CUDA
+        net.set_array(kind, layer, arrays.get(name, 0.0), i)
+    net.accumulated = accumulated
     return meta["state"]
 
 

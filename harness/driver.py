@@ -5,7 +5,9 @@ harness implements them; ``--seed`` and ``--device`` are added (the table is in
 :mod:`.options`). The loop follows §C.4: batches of ``--train-range`` in order,
 wrapping into the next epoch; each batch cut into consecutive minibatches of
 ``--mini`` cases, each followed by an update at the batch's schedule progress
-``p = (batches done - 1) / (epochs x training batches)``; a log line
+``p = (batches done - 1) / (epochs x training batches)`` (with ``--wupdate-freq=F`` > 1,
+every F-th minibatch applies the gradients summed over the F, across batch boundaries;
+a checkpoint between keeps the partial sums, engine.md §4.2); a log line
 ``E.B... logprob: nll, top-1, top-k (T sec)`` with per-case means; every
 ``--test-freq`` batches a test on the next test batch (``--test-one``) and a
 checkpoint. The stop rule is the release's: with ``--epochs=N`` the loop trains
@@ -37,6 +39,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -49,8 +52,9 @@ from tqdm import tqdm
 
 from ..engine import WEIGHT_LAYER_TYPES, EngineNet
 from ..errors import ReplayError
-from ..gradcheck import THRESHOLD, check_gradients
+from ..gradcheck import check_gradients, summary
 from ..original.layers import Network
+from ..original.reconstructions import reconstructions
 from ..original.shownet import load as load_config
 from .classes import check_class_count, data_facts
 from .init_from import InitSource, require_source
@@ -111,8 +115,8 @@ def _options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any] |
         raise ReplayError("missing options: " + ", ".join("--" + k.replace("_", "-") for k in missing))
     if options["device"] not in ("cpu", "cuda"):
         raise ReplayError(f"--device {options['device']}: must be cpu or cuda")
-    if options["mini"] < 1 or options["test_freq"] < 1 or options["epochs"] < 1:
-        raise ReplayError("--mini, --test-freq and --epochs must be >= 1")
+    if options["mini"] < 1 or options["test_freq"] < 1 or options["epochs"] < 1 or options["wupdate_freq"] < 1:
+        raise ReplayError("--mini, --test-freq, --epochs and --wupdate-freq must be >= 1")
     _check_release_options(options, given)
     return options, state, source
 
@@ -251,6 +255,15 @@ def _run_batch(net: EngineNet, matrices: Sequence[np.ndarray], mini: int, train:
     return totals
 
 
+def reconstruction_lines(config) -> list[str]:
+    """The log's line naming the layers that run a reconstruction (original/reconstructions.py:
+    behaviour whose 2012 kernel was never published), or none."""
+    names = list(dict.fromkeys(r.layer for r in reconstructions(config)))
+    if not names:
+        return []
+    return [f"Reconstructed (kernels never published, docs/fidelity.md): {', '.join(names)}"]
+
+
 def train(args: argparse.Namespace, out=None,
           on_save: Callable[[Path], None] | None = None) -> tuple[Run, EngineNet | None]:
     """Run the driver with `args` (see :func:`.options.add_train_arguments`); log lines go to `out`
@@ -300,8 +313,9 @@ def _train(args: argparse.Namespace, out, on_save, providers: list) -> tuple[Run
     else:
         conns = ckpt.saved_conns(source) if not state.get("release") else None
     net = EngineNet(config, options["mini"], options["seed"], options["device"],  # cuda: ReplayError if unusable
-                    num_gpus=devices, conns=conns, skip_init_funcs=state is not None or init_source is not None)
-    notes = _device_notes(options, net)
+                    num_gpus=devices, conns=conns, skip_init_funcs=state is not None or init_source is not None,
+                    update_freq=options["wupdate_freq"])
+    notes = _device_notes(options, net) + reconstruction_lines(net.config)
     if init_source is not None:
         notes += [f"Initialised {line}" for line in init_source.fill(net)]
     _prediction_layer(net, options)  # a bad --logreg-name fails before anything is written
@@ -496,15 +510,19 @@ def _apply_unshare(net: EngineNet, options: dict[str, Any], unshared: list, devi
     pairs = parse_unshare(options["unshare_weights"] or "")
     if not pairs:
         return net
+    if net.accumulated:
+        raise ReplayError(f"--unshare-weights: this checkpoint holds {net.accumulated} minibatch(es) of gradients "
+                          "not yet applied (--wupdate-freq); resume without --unshare-weights until a checkpoint "
+                          "falls on an update")
     config = _unshare(net.config, pairs)
     # the same connection tables; the arrays are all copied below
     apart = EngineNet(config, options["mini"], options["seed"], options["device"], num_gpus=devices,
-                      init_weights=False, conns=net.conns)
+                      init_weights=False, conns=net.conns, update_freq=net.update_freq)
     for layer in config.layers.values():
         if layer.type not in WEIGHT_LAYER_TYPES:
             continue
         for i in range(len(layer.weights)):
-            for kind in ("weights", "weight_inc"):
+            for kind in ("weights", "weight_inc", "weight_gavg", "weight_g2avg"):  # gavg: superEps (§4.4)
                 apart.set_array(kind, layer.name, net.array(kind, layer.name, i), i)
         for kind in ("biases", "bias_inc"):
             apart.set_array(kind, layer.name, net.array(kind, layer.name))
@@ -519,6 +537,7 @@ def _check_grads(options: dict[str, Any], state: dict[str, Any] | None, source: 
     bias on one minibatch of --mini cases, instead of training. The data come from a dummy-lr-<D>
     provider (the release blanked the data path and ranges in this mode), or else from the first
     training batch of --data-path. With -f the check is made around the checkpoint's weights.
+    Central differences, gradcheck's default (the release's one-sided rule is check-grads --one-sided).
     Nothing is written."""
     if options["device"] != "cpu":
         raise ReplayError("--check-grads=1 runs in the CPU engine only (it moves each weight in place through "
@@ -549,13 +568,14 @@ def _check_grads(options: dict[str, Any], state: dict[str, Any] | None, source: 
             ckpt.load_checkpoint(source, net)
 
     checks = check_gradients(config, data, seed=options["seed"], load=load if state is not None else None)
-    failed = sum(not c.passed for c in checks)
     if not quiet:
         for c in checks:
             print(c.text(), file=out)
-    print(f"Gradient check on {data[0].shape[1]} cases: {len(checks) - failed} of {len(checks)} matrices within "
-          f"{THRESHOLD:.0%}" + (f"; {failed} failed" if failed else ""), file=out, flush=True)
+    print(f"Gradient check on {data[0].shape[1]} cases: {summary(checks)}", file=out, flush=True)
     return Run(options, None, 0, 0, 0, grad_checks=checks)
+
+
+_CHECKPOINT_NAME = re.compile(r"\d+\.\d+\.npz")  # what _save writes: <epoch>.<batchnum>.npz
 
 
 def _save(net: EngineNet, run: Run, log: _Log) -> Path:
@@ -567,13 +587,17 @@ def _save(net: EngineNet, run: Run, log: _Log) -> Path:
                                      "test_outputs": run.options.get("_test_history", []),
                                      "unshared": [list(p) for p in run.options.get("_unshared", [])]},
                          compress=bool(run.options["zip_save"]))  # --zip-save=1: deflated
-    # §C.7: delete the oldest files (natural order) while the folder exceeds
-    # --max-filesize MB, never the one just written; 0 keeps only the newest.
-    files = sorted(run.folder.glob("*.npz"), key=natural_key)
+    # §C.7: delete the oldest checkpoints (natural order) while they exceed --max-filesize MB,
+    # never the one just written; 0 keeps only the newest. Only files named as this driver names
+    # checkpoints (E.B.npz) count and go: a user's best.npz or embeddings.npz in the folder stay.
+    files = sorted((f for f in run.folder.glob("*.npz") if _CHECKPOINT_NAME.fullmatch(f.name) and f.is_file()),
+                   key=natural_key)
     limit = run.options["max_filesize"] * 2**20
+    total = sum(f.stat().st_size for f in files)
     for older in files:
-        if older == path or sum(f.stat().st_size for f in run.folder.glob("*.npz")) <= limit:
+        if older == path or total <= limit:
             break
+        total -= older.stat().st_size
         older.unlink()
     run.options["_last_saved"] = str(path)
     log("-" * 24 + f"\nSaved checkpoint to {path}\n" + "=" * 24)

@@ -27,7 +27,7 @@ OPTIONS: dict[str, tuple[Callable[[str], Any], Any]] = {
     # the release's options for devices, checkpoints, tests and graph edits (§C.2, §C.5, §A.7)
     "gpu": (str, ""), "num_gpus": (int, 0), "zip_save": (int, 0), "conserve_mem": (int, 0), "check_grads": (int, 0),
     "test_out": (str, ""), "logreg_name": (str, ""), "unshare_weights": (str, ""), "conv_to_local": (str, ""),
-    "pca_noise": (float, 0.0),
+    "pca_noise": (float, 0.0), "wupdate_freq": (int, 1),
     "init_from": (str, ""),  # this harness's stand-in for the release's initw.py (driver.md §A.5)
 }
 SET_ONCE = ("layer_def", "crop_border", "init_from")
@@ -51,7 +51,7 @@ HELP: dict[str, tuple[str, str]] = {
     "test_one": ("0|1", "1: each test uses one test batch, the next one of --test-range in turn; 0: every batch of "
                         "the range (default 1)"),
     "mini": ("N", "cases per minibatch: each data batch is cut into consecutive minibatches, each followed by a "
-                  "weight update (default 128)"),
+                  "weight update (or every --wupdate-freq of them) (default 128)"),
     "layer_def": ("FILE", "layer-definition file (.cfg), or a bundled network's name; set once, when the run starts "
                           "(mandatory for a new run)"),
     "layer_params": ("FILE", "layer-parameter file (learning rates, momentum, decay); read again at every start, "
@@ -81,9 +81,10 @@ HELP: dict[str, tuple[str, str]] = {
     "conserve_mem": ("0|1", "the release freed activation buffers early to save GPU memory; accepted with a "
                             "note, since this engine allocates every buffer once and the numbers are the same "
                             "(default 0)"),
-    "check_grads": ("0|1", "1: instead of training, compare every weight's gradient with a finite difference on "
-                           "one minibatch (data from dummy-lr-<D>, or the first training batch); exit status 1 if "
-                           "a matrix is off by 2 percent or more (default 0)"),
+    "check_grads": ("0|1", "1: instead of training, compare every weight's gradient with a central finite "
+                           "difference on one minibatch (data from dummy-lr-<D>, or the first training batch); "
+                           "exit status 1 unless every matrix is within 2 percent (the release's one-sided rule: "
+                           "alexnet-replay check-grads --one-sided) (default 0)"),
     "test_out": ("DIR", "after each test, write each test batch's predicted class probabilities to "
                         "DIR/test_preds_<batch>, a pickled dict; needs --logreg-name and --multiview-test on the "
                         "same command line (default: none written)"),
@@ -93,6 +94,9 @@ HELP: dict[str, tuple[str, str]] = {
     "conv_to_local": ("LAYERS", "refused: the release's conversion of conv layers into local ones was broken and "
                                "never ran (default: none)"),
     "pca_noise": ("X", "accepted and stored; the release never used it (default 0.0)"),
+    "wupdate_freq": ("F", "update the weights once every F minibatches: the gradients of F minibatches are added "
+                          "up (divided by F times --mini, even when a minibatch is short) and momentum is applied "
+                          "once per update; 1 updates after every minibatch (default 1)"),
     "init_from": ("CHECKPOINT", "an earlier run's checkpoint (this project's .npz or the release's pickle) for "
                                 "the layers whose initWFunc/initBFunc/initCFunc copy a layer of that run, such as "
                                 "initw.makew(conv1a); needed by those definition files, used when a run starts; "

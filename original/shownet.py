@@ -3,7 +3,8 @@
 For each layer after ``neuron=`` splitting, in execution order: name, type,
 GPU, inputs, output shape per case, weights, biases, and multiply-adds per
 image. Multiply-adds are counted for the layers with weights (conv, local, fc:
-one per weight use); pooling, normalisation and neurons are not counted.
+one per weight use); pooling, normalisation and neurons are not counted. Layers
+that run a reconstruction (:mod:`.reconstructions`) are listed below the table.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from .labeltree import LabelTree
 from .layers import LENIENT, STRICT, DataProfile, Network, build_network, custom_profile
 from .params import apply_params
 from .profiles import guess_profiles
+from .reconstructions import reconstructions
 
 FORMAT = "alexnet-replay show-net"
 VERSION = 1
@@ -83,7 +85,8 @@ def _type(layer) -> str:
     return f"neuron {layer.neuron}" if layer.type == "neuron" and layer.neuron else layer.type
 
 
-def network_dict(net: Network, unused: list[str]) -> dict[str, Any]:
+def network_dict(net: Network, unused: list[str], engine: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON of show-net; `engine` is this engine's verdict (harness/runnable.py), when given."""
     return {
         "format": FORMAT, "version": VERSION,
         "layers_file": net.path, "params_file": net.params_path,
@@ -93,6 +96,8 @@ def network_dict(net: Network, unused: list[str]) -> dict[str, Any]:
         "weights": net.weights, "biases": net.biases,
         "multiply_adds": sum(layer.macs for layer in net.layers.values()),
         "gpus": net.gpus,
+        "engine": engine,
+        "reconstructions": [dataclasses.asdict(r) for r in reconstructions(net)],
         "layers": [{
             "name": l.name, "type": l.type, "neuron": l.neuron if l.type == "neuron" else None,
             "gpu": l.gpu, "inputs": l.inputs, "shape": list(l.shape),
@@ -102,7 +107,7 @@ def network_dict(net: Network, unused: list[str]) -> dict[str, Any]:
     }
 
 
-def network_table(net: Network, unused: list[str]) -> str:
+def network_table(net: Network, unused: list[str], engine: dict[str, Any] | None = None) -> str:
     header = ("name", "type", "gpu", "inputs", "output", "weights", "biases", "mult-adds")
     rows = [header]
     for l in net.layers.values():
@@ -127,6 +132,9 @@ def network_table(net: Network, unused: list[str]) -> str:
               f"multiply-adds per image {macs:,} (conv, local and fc layers)"]
     lines += [f"relaxed: {fix}" for fix in net.fixes]
     lines += [f"note: {w}" for w in net.warnings]
+    lines += [f"reconstruction: {r.text()}" for r in reconstructions(net)]
     if unused:
         lines.append(f"parameter sections matching no layer (ignored, as the release did): {', '.join(unused)}")
+    if engine is not None:
+        lines.append(f"this engine at {_shape(net.profile.image)}: {engine['verdict']}")
     return "\n".join(lines) + "\n"

@@ -375,6 +375,25 @@ def test_cuda_runs_repeat_bit_for_bit(tmp_path):
 
 @needs_gpu
 @pytest.mark.gpu
+def test_forward_from_is_a_whole_forward_on_cuda(tmp_path):
+    """CudaNet.forward_from (the gradient check's partial forward): after a weight moves,
+    every output and cost equals a whole forward's, bit for bit."""
+    config = case_config(tmp_path, "conv-sparse")
+    net = make_net(config, "cuda")
+    net.forward(batch(config), train=False)
+    for name in ("pre", "t", "pre"):
+        w = net.weights(name)
+        w.reshape(-1)[3] += np.float32(0.25)
+        net.set_weights(name, w)
+        partial = net.forward_from(name)
+        acts = {n: net.acts(n) for n in net.layer_names if not config.layers[n].is_cost}
+        assert partial == net.forward(train=False)
+        for n, a in acts.items():
+            assert np.array_equal(a, net.acts(n)), n
+
+
+@needs_gpu
+@pytest.mark.gpu
 def test_one_gpu_or_several_give_the_same_numbers():
     """gpu= placement (engine.md §6): towers on their own devices with copies between them,
     or all on one device: bit-identical."""

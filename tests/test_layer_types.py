@@ -113,6 +113,8 @@ VALID = {
     "rgb2yuv": lambda: [data(), image("rgb2yuv", "yuv")],
     "rgb2lab": lambda: [data(), image("rgb2lab", "lab", center=True)],
     "rscale": lambda: [data(), image("rscale", "rscale", C * 6 * 6, tgt_size=6, max_scale=1.25)],
+    # §6's half-precision transfer (a reconstruction; original/reconstructions.py inserts it)
+    "quant": lambda: [data(), _spec("quant", "quant", [0], D, gpu=1, half_forward=True, half_backward=True)],
     "cost.logreg": lambda: [data(), data("labels", 1, 1), _spec("probs", "softmax", [0], D),
                             _spec("logprob", "cost.logreg", [1, 2], 0, topk=1)],
     "cost.sum2": lambda: [data(), _spec("sum2", "cost.sum2", [0], 0, coeff=1.0)],
@@ -232,7 +234,7 @@ MALFORMED = [
     ("pool-outputs-mismatch", "pool", _set(1, outputs=C * 5 * 5), "pool", "outputs: expected channels"),
     ("pool-last-window-outside", "pool", _set(1, outputs_x=5, outputs=C * 25), "pool", "outputs_x: the last window"),
     ("pool-first-window-outside", "pool", _set(1, start=-2), "pool", "start: the first window"),
-    ("pool-unknown-kind", "pool", _set(1, pool="rand"), "pool", "pool 'rand' is not supported"),
+    ("pool-unknown-kind", "pool", _set(1, pool="median"), "pool", "pool 'median' is not supported"),
     ("pool-channels-0", "pool", _set(1, channels=0), "pool", "channels: must be >= 1"),
     ("pool-geometry-vs-input", "pool", _set(1, img_size=9, outputs_x=4), "pool", "input size does not match"),
     # norms
@@ -283,6 +285,9 @@ MALFORMED = [
     ("rscale-outputs-mismatch", "rscale", _set(1, outputs=C * 5 * 5), "rscale",
      "outputs: expected channels\\*tgt_size\\^2 = 108"),
     ("rscale-learning-below", "rscale", _above_fc(), "rscale", "inputs: a rscale layer has no backward"),
+    # quant (§6, a reconstruction)
+    ("quant-outputs-mismatch", "quant", _set(1, outputs=D - 1), "quant", "outputs: must equal the input"),
+    ("quant-two-inputs", "quant", _set(1, inputs=[0, 0]), "quant", "quant takes 1 input"),
     # cost layers
     ("logreg-one-input", "cost.logreg", _set(3, inputs=[2]), "logprob", "cost.logreg takes 2 input"),
     ("logreg-labels-rows", "cost.logreg", _set(3, inputs=[0, 2]), "logprob", "cost.logreg takes labels"),

@@ -8,7 +8,7 @@ import pytest
 
 import alexnet_replay
 from alexnet_replay.errors import ReplayError
-from alexnet_replay.gradcheck import THRESHOLD, check_gradients
+from alexnet_replay.gradcheck import THRESHOLD, check_gradients, summary
 from alexnet_replay.original.shownet import load as load_config
 
 
@@ -141,12 +141,135 @@ def test_release_gradient_check_on_a_small_net(tmp_path):
     (tmp_path / "net.cfg").write_text(SMALL_NET)
     (tmp_path / "params.cfg").write_text(SMALL_PARAMS)
     config, _ = load_config(tmp_path / "net.cfg", tmp_path / "params.cfg", image_size=(3, 4, 4))
-    checks = check_gradients(config, batch(config, 6, scale=0.1))
+    checks = check_gradients(config, batch(config, 6, scale=0.1), central=False)
+    assert {c.rule for c in checks} == {"one-sided"}
     assert [(c.layer, c.what, c.elements, c.step) for c in checks] == [
         ("fc1", "weights[0]", 48 * 7, 0.01), ("fc1", "biases", 7, 0.01),
         ("fc2", "weights[0]", 7 * 3, 0.01), ("fc2", "biases", 3, 0.01)]
     assert all(c.passed for c in checks), [c.to_dict() for c in checks]
     assert max(c.relative_error for c in checks) < THRESHOLD
+
+
+# SMALL_NET with a second cost that fc2 does not reach
+TWO_COSTS_NET = SMALL_NET + "[sq]\ntype=cost.sum2\ninputs=fc1\n"
+TWO_COSTS_PARAMS = SMALL_PARAMS + "[sq]\ncoeff=0.01\n"
+
+
+def test_forward_from_is_bit_for_bit_a_whole_forward(tmp_path):
+    """Net.forward_from (the gradient check's partial forward) reruns a layer and what
+    depends on it: every output and cost equals a whole forward's bit for bit, a cost
+    it does not reach stays, and it never draws (dropout's mask is held, the generator
+    untouched)."""
+    (tmp_path / "net.cfg").write_text(TWO_COSTS_NET)
+    (tmp_path / "params.cfg").write_text(TWO_COSTS_PARAMS)
+    nets = [alexnet_replay.load(tmp_path / "net.cfg", tmp_path / "params.cfg", image_size=(3, 4, 4),
+                                minibatch=5, seed=3) for _ in range(2)]
+    net, twin = nets
+    data = batch(net.config, 5)
+    with pytest.raises(ReplayError, match="forward_from before forward"):
+        net.set_data(data)
+        net.forward_from("fc1")
+    for n in nets:
+        n.forward(data, train=True)  # draws drop's mask
+    net.backward()  # as in the gradient check: a backward changes no layer's output
+    net.inject_masks = True
+    for layer, bump in [("fc1", 0.25), ("fc2", -0.5), ("fc1", 0.125)]:
+        net.weights(layer)[1, 2] += np.float32(bump)
+        net.biases(layer)[0, -1] -= np.float32(bump)
+        before = net.costs()
+        partial = net.forward_from(layer)
+        acts = {name: net.acts(name).copy() for name in net.layer_names if not net.config.layers[name].is_cost}
+        if layer == "fc2":
+            assert partial["sq"] == before["sq"]  # not below fc2: left as it was
+        whole = net.forward(train=True)  # the same injected mask
+        assert partial == whole and partial["logprob"] != before["logprob"]
+        for name, a in acts.items():
+            assert np.array_equal(a, net.acts(name)), name
+    # without injection, a rerun that would draw a new mask is refused before it runs
+    net.inject_masks = False
+    mask = net.mask("drop").copy()
+    with pytest.raises(ReplayError, match="'drop' would draw new numbers"):
+        net.forward_from("fc1")
+    assert np.array_equal(net.mask("drop"), mask)
+    net.forward_from("fc2")  # nothing below fc2 draws
+    net.forward(train=True)
+    twin.forward(train=True)  # the generator is where the twin's is: the same next mask
+    assert np.array_equal(net.mask("drop"), twin.mask("drop"))
+
+
+def test_a_wrong_gradient_fails_the_check(tmp_path, monkeypatch):
+    """The check can fail: a bias gradient off by 10% is a FAIL, under both rules."""
+    from alexnet_replay.engine import EngineNet
+
+    (tmp_path / "net.cfg").write_text(SMALL_NET)
+    (tmp_path / "params.cfg").write_text(SMALL_PARAMS)
+    config, _ = load_config(tmp_path / "net.cfg", tmp_path / "params.cfg", image_size=(3, 4, 4))
+    true_grad = EngineNet.bias_grad
+    monkeypatch.setattr(EngineNet, "bias_grad", lambda self, name: true_grad(self, name) * np.float32(1.1))
+    for central in (True, False):
+        checks = {(c.layer, c.what): c for c in check_gradients(config, batch(config, 6, scale=0.1), central=central)}
+        assert checks["fc2", "biases"].verdict == "FAIL" and 0.05 < checks["fc2", "biases"].relative_error < 0.15
+        assert checks["fc2", "weights[0]"].verdict == "ok"
+        assert checks["fc2", "biases"].text().endswith("FAIL")
+
+
+SATURATED_NET = """
+[data]
+type=data
+dataIdx=0
+[labels]
+type=data
+dataIdx=1
+[fc]
+type=fc
+inputs=data
+outputs=4
+initW=100
+gpu=0
+[probs]
+type=softmax
+inputs=fc
+[logprob]
+type=cost.logreg
+inputs=labels,probs
+gpu=0
+"""
+
+
+def test_a_saturated_softmax_is_reported_as_not_checkable(tmp_path):
+    """When every case's largest probability rounds to 1 and is the label's, E is 0 and
+    stays 0 under a step while the analytic gradient is tiny: the verdict says so, with
+    the softmax and its largest input, instead of FAIL (and it is not a pass)."""
+    (tmp_path / "net.cfg").write_text(SATURATED_NET)
+    (tmp_path / "params.cfg").write_text("[fc]\nepsW=0.01\nepsB=0.02\nmomW=0\nmomB=0\nwc=0\n[logprob]\ncoeff=1\n")
+    config, _ = load_config(tmp_path / "net.cfg", tmp_path / "params.cfg", image_size=(3, 4, 4))
+    x = batch(config, 6)[0]
+    net = alexnet_replay.load(tmp_path / "net.cfg", tmp_path / "params.cfg", image_size=(3, 4, 4),
+                              minibatch=6, seed=0)
+    net.forward([x, np.zeros((1, 6), np.float32)], train=False)
+    assert (net.acts("probs").max(axis=0) == 1).all()
+    labels = net.acts("probs").argmax(axis=0).astype(np.float32)[None]  # right and certain: E = 0
+    checks = check_gradients(config, [x, labels], seed=0)
+    assert [c.verdict for c in checks] == ["saturated", "saturated"], [c.to_dict() for c in checks]
+    assert not any(c.passed for c in checks) and "2 not checkable" in summary(checks)
+    assert checks[0].text().split("  ")[-1].startswith("saturated: not checkable at this point (E moves less")
+    assert "softmax 'probs': max |input|" in checks[0].text() and "6 of 6 cases with max p = 1" in checks[0].text()
+
+
+def test_gradient_check_of_the_release_gc_file(release):
+    """layers.gc.cfg with its parameter file, on check-grads' default data (0.1 N(0,1),
+    8 cases): every matrix passes by default (central differences) at seeds 0 and 1.
+    The one-sided rule fails three conv bias vectors at seed 0 by its O(h) error alone
+    (measured 2-6% against 0.06-0.3% central). For CI time, 12 elements of each matrix,
+    spread over it; the whole check is measured in docs/fidelity.md."""
+    gc = release / "example-layers"
+    config, _ = load_config(gc / "layers.gc.cfg", gc / "layer-params.gc.cfg")
+    for seed in (0, 1):
+        rng = np.random.default_rng(seed)  # what `check-grads` draws
+        data = [(0.1 * rng.standard_normal((3072, 8))).astype(np.float32),
+                rng.integers(0, 10, (1, 8)).astype(np.float32)]
+        checks = check_gradients(config, data, seed=seed, max_elements=12)
+        assert len(checks) == 20 and all(c.passed for c in checks), [c.to_dict() for c in checks if not c.passed]
 
 
 def test_dropout_masks_can_be_injected(tmp_path):

@@ -14,7 +14,9 @@ import ast
 import io
 import re
 import shlex
+import shutil
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +25,7 @@ from alexnet_replay.cli import main
 from alexnet_replay.engine import EngineNet
 from alexnet_replay.errors import ReplayError
 from alexnet_replay.harness.batches import read_batch
+from alexnet_replay.harness.checkpoint_format import natural_key
 from alexnet_replay.harness.checkpoint import load_checkpoint, read_checkpoint
 from alexnet_replay.harness.driver import cuda_positions, export_gpu_ids, train
 from alexnet_replay.harness.options import HELP, OPTIONS, add_train_arguments
@@ -391,7 +394,8 @@ def test_check_grads_runs_the_gradient_check_instead_of_training(digits, tmp_pat
     config, _ = load_config(str(digits / "gc.cfg"), str(digits / "params.cfg"), image_size=(3, 2, 2))
     checks = check_gradients(config, data, seed=2)
     assert [c.what for c in checks] == ["weights[0]", "biases"] and all(c.passed for c in checks)
-    assert lines == [c.text() for c in checks] + ["Gradient check on 5 cases: 2 of 2 matrices within 2%"]
+    assert lines == [c.text() for c in checks] + [
+        "Gradient check on 5 cases: 2 of 2 matrices within 2% (central differences)"]
     assert list(tmp_path.iterdir()) == []
 
     assert main(argv[:2] + argv[3:]) == 1                               # no data at all
@@ -424,3 +428,21 @@ def test_every_train_option_says_what_it_does_and_its_default():
         text = action.help or ""
         assert len(text) > 40 and re.search(r"\(default|mandatory for a new run\)", text), (action.dest, text)
         assert "driver.md" not in text, (action.dest, text)             # words a user can follow without it
+
+
+def test_checkpoint_rotation_deletes_only_this_drivers_checkpoints(digits, tmp_path):
+    """§C.7's rotation (--max-filesize, 0: keep the newest) removes the driver's own E.B.npz files
+    only: a run resumed from a user's copy (0-best.npz) in the folder leaves it, and any other .npz."""
+    run, _ = train(args_for(fresh(digits, tmp_path, "--epochs=1")), out=io.StringIO())
+    assert sorted(p.name for p in run.folder.iterdir()) == ["1.4.npz"]
+    mine = ["0-best.npz", "1-embeddings.npz", "2.npz"]  # all sort before the next checkpoint, 2.4.npz
+    assert sorted(map(Path, [*mine, "2.4.npz"]), key=natural_key)[-1] == Path("2.4.npz")
+    shutil.copyfile(run.folder / "1.4.npz", run.folder / mine[0])
+    np.savez(run.folder / mine[1], x=np.arange(3))
+    np.savez(run.folder / mine[2], x=np.arange(3))
+    resumed, _ = train(args_for(["-f", str(run.folder / mine[0]), "--epochs=2"]), out=io.StringIO())
+    assert resumed.folder == run.folder
+    assert sorted(p.name for p in run.folder.iterdir()) == sorted([*mine, "2.4.npz"])
+    # a limit the checkpoints fit in keeps them all
+    train(args_for(["-f", str(run.folder), "--epochs=3", "--max-filesize=100"]), out=io.StringIO())
+    assert sorted(p.name for p in run.folder.glob("*.*.npz")) == ["2.4.npz", "3.2.npz", "3.4.npz"]

@@ -85,6 +85,12 @@ void register_net_ops(py::module_& m) {
       },
       py::arg("name"), "A row of the engine's layer-type table: weights, cost, input counts, spec section.");
   m.def("cpu_layer_types", &cpu::registered_layers, "The layer types the CPU engine has an implementation of.");
+  m.def(
+      "check_plan",
+      [](std::vector<LayerSpec> specs, int64_t max_cases) { Plan plan(std::move(specs), max_cases); },
+      py::arg("specs"), py::arg("max_cases"),
+      "Check specs as a net would (the plan's checks, ValueError naming the layer) without allocating "
+      "anything: what 'catalog' and 'show-net' report as buildable.");
 
   py::class_<Schedule>(m, "Schedule", "A learning-rate schedule (engine.md §4.3)")
       .def(py::init<>())
@@ -118,13 +124,13 @@ void register_net_ops(py::module_& m) {
   SPEC_FIELD(weight_rows); SPEC_FIELD(weight_cols); SPEC_FIELD(share_layer); SPEC_FIELD(share_index);
   SPEC_FIELD(eps_w); SPEC_FIELD(mom_w); SPEC_FIELD(wc); SPEC_FIELD(wball_normed); SPEC_FIELD(wcnorm_min);
   SPEC_FIELD(wcnorm_max); SPEC_FIELD(sched_w); SPEC_FIELD(bias_rows); SPEC_FIELD(bias_cols); SPEC_FIELD(eps_b);
-  SPEC_FIELD(mom_b); SPEC_FIELD(sched_b); SPEC_FIELD(pool); SPEC_FIELD(channels); SPEC_FIELD(img_size);
+  SPEC_FIELD(mom_b); SPEC_FIELD(super_eps); SPEC_FIELD(sched_b); SPEC_FIELD(pool); SPEC_FIELD(channels); SPEC_FIELD(img_size);
   SPEC_FIELD(size_x); SPEC_FIELD(start); SPEC_FIELD(stride); SPEC_FIELD(outputs_x); SPEC_FIELD(size);
   SPEC_FIELD(alpha); SPEC_FIELD(beta); SPEC_FIELD(min_div); SPEC_FIELD(blocked); SPEC_FIELD(filter);
   SPEC_FIELD(neuron); SPEC_FIELD(neuron_a); SPEC_FIELD(neuron_b); SPEC_FIELD(keep); SPEC_FIELD(enable);
   SPEC_FIELD(coeffs); SPEC_FIELD(coeff); SPEC_FIELD(topk);
   SPEC_FIELD(scale); SPEC_FIELD(max_scale); SPEC_FIELD(tgt_size); SPEC_FIELD(center); SPEC_FIELD(set_size);
-  SPEC_FIELD(tree); SPEC_FIELD(tree_root);
+  SPEC_FIELD(tree); SPEC_FIELD(tree_root); SPEC_FIELD(half_forward); SPEC_FIELD(half_backward);
 #undef SPEC_FIELD
 
   // ---- the one interface ----
@@ -154,8 +160,24 @@ void register_net_ops(py::module_& m) {
             n.forward(type);
           },
           py::arg("pass"), "One forward pass: 'train', 'test' or 'gradient-check' (engine.md §1.5)")
+      .def(
+          "forward_from",
+          [](Net& n, const std::string& layer) {
+            const int index = n.layer_index(layer);
+            py::gil_scoped_release release;
+            n.forward_from(index);
+          },
+          py::arg("layer"),
+          "After a forward: run again only this layer and the layers that depend on it, with the same pass, "
+          "bit for bit what a forward would give after a change to its weights (the gradient check, engine.md "
+          "§8). Draws nothing: RuntimeError when a layer it would run would draw and inject_masks is false.")
       .def("backward", &Net::backward, py::call_guard<py::gil_scoped_release>())
-      .def("update", &Net::update, py::call_guard<py::gil_scoped_release>())
+      .def("update", &Net::update, py::call_guard<py::gil_scoped_release>(),
+           "End of a minibatch: the update of engine.md §4.2, applied on every update_freq-th call")
+      .def_property("update_freq", &Net::update_freq, &Net::set_update_freq,
+                    "wupdate_freq F (§4.2): gradients accumulate over F minibatches, divided by F x minibatch size")
+      .def_property("accumulated", &Net::accumulated, &Net::set_accumulated,
+                    "minibatches accumulated since the last applied update (0 ... update_freq-1)")
       .def("synchronize", &Net::synchronize, py::call_guard<py::gil_scoped_release>(),
            "Wait until work the backend runs asynchronously has finished (CUDA; nothing on the CPU)")
       .def("costs", &Net::costs, "Per cost layer, the sums over the minibatch (engine.md §3.23)")

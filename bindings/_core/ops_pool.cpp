@@ -1,4 +1,5 @@
 // Bindings of the pooling and simple image/vector layers: pool (engine.md §3.6),
+// quant (§6),
 // nailbed (§3.17), blur (§3.18), href (§3.19), concat (§3.15), eltsum (§3.13),
 // eltmax (§3.14). Thin: parameters and arrays are checked here, with messages
 // naming the argument; the engine assumes valid input.
@@ -14,6 +15,7 @@
 #include "alexnet/cpu/href.h"
 #include "alexnet/cpu/nailbed.h"
 #include "alexnet/cpu/pool.h"
+#include "alexnet/cpu/quant.h"
 #include "checks.h"
 
 namespace alexnet::bind {
@@ -40,11 +42,6 @@ void check_apart_or_same(const py::array& out, const char* out_name, const py::a
                           " or not share memory with it");
 }
 
-[[noreturn]] void not_implemented(const std::string& message) {
-  PyErr_SetString(PyExc_NotImplementedError, message.c_str());
-  throw py::error_already_set();
-}
-
 // The parameter structs, checked by the net plan's checks (core/op_params.h).
 PoolParams pool_params(const std::string& mode, bool do_max, int64_t channels, int64_t img_size, int64_t size_x,
                        int64_t start, int64_t stride, int64_t outputs_x) {
@@ -56,12 +53,8 @@ PoolParams pool_params(const std::string& mode, bool do_max, int64_t channels, i
   } else if (mode == "avg") {
     p.kind = PoolKind::kAvg;
   } else if (mode == "rand") {
-    if (!do_max)
-      not_implemented(
-          "mode: 'rand' pooling without do_max is not available: the release calls convLocalRandomPool, "
-          "whose kernel is not public and whose rule is unknown (engine.md §3.6). With do_max=True it is max "
-          "pooling.");
-    p.kind = PoolKind::kMax;
+    // §3.6: with doMax it is max pooling; without, the project's reconstruction (pool_rand_fprop)
+    p.kind = do_max ? PoolKind::kMax : PoolKind::kRand;
   } else {
     throw py::value_error("mode: must be 'max', 'maxabs', 'avg' or 'rand' (got '" + mode + "')");
   }
@@ -102,6 +95,9 @@ void register_pool_ops(py::module_& m) {
          int64_t start, int64_t stride, int64_t outputs_x, float scale_targets, bool do_max) {
         check_scale_targets(scale_targets);
         const PoolParams p = pool_params(mode, do_max, channels, img_size, size_x, start, stride, outputs_x);
+        if (p.kind == PoolKind::kRand)
+          throw py::value_error("mode: 'rand' without do_max pools the pixels its picks name: call "
+                                "pool_rand_fprop (engine.md §3.6, a reconstruction)");
         ConstMatView xv = cmat(x, "x", channels * img_size * img_size);
         MatView yv = mat(y, "y", channels * outputs_x * outputs_x, xv.cols);
         check_apart(y, "y", x, "x");
@@ -141,6 +137,47 @@ void register_pool_ops(py::module_& m) {
       "x (C*S*S, N) and y (C*OX*OX, N) are the forward's input and output (shape-checked, read only by "
       "max/maxabs/rand). max, maxabs and rand: every pixel equal to its window's pooled value gets that "
       "window's full dy (ties duplicated, overlapping windows add). avg: each window adds dy*(1/area).");
+
+  m.def(
+      "pool_rand_fprop",
+      [](py::array x, py::array picks, py::array y, int64_t channels, int64_t img_size, int64_t size_x,
+         int64_t start, int64_t stride, int64_t outputs_x, float scale_targets) {
+        check_scale_targets(scale_targets);
+        const PoolParams p = pool_params("rand", false, channels, img_size, size_x, start, stride, outputs_x);
+        ConstMatView xv = cmat(x, "x", channels * img_size * img_size);
+        ConstMatView kv = cmat(picks, "picks", channels * outputs_x * outputs_x, xv.cols);
+        MatView yv = mat(y, "y", kv.rows, xv.cols);
+        check_apart(y, "y", x, "x");
+        check_apart(y, "y", picks, "picks");
+        check_pool_picks(p, kv.data, kv.cols);
+        py::gil_scoped_release release;
+        cpu::pool_rand_fprop(p, xv, kv.data, yv, scale_targets);
+      },
+      py::arg("x"), py::arg("picks"), py::arg("y"), py::arg("channels"), py::arg("img_size"), py::arg("size_x"),
+      py::arg("start"), py::arg("stride"), py::arg("outputs_x"), py::arg("scale_targets") = 0.0f,
+      "pool=rand without doMax (engine.md §3.6; the release's kernel was never published, this is the "
+      "project's reconstruction): y (C*OX*OX, N) <- scale_targets*y + x at position picks[c,oy,ox,n] of "
+      "window (oy, ox)'s clipped pixels in raster order (row k // width, column k % width). picks: whole "
+      "numbers in [0, window area). Its backward is pool_bprop(mode='rand'), max-undo.");
+  m.def(
+      "pool_rand_pick", [](double u, int64_t area) { return pool_rand_pick(u, area); }, py::arg("u"),
+      py::arg("area"), "The pick floor(u*area) (at most area - 1) that the nets draw from u in [0, 1).");
+
+  // ---- quant (§6, quantF/quantB = half: a reconstruction) ----
+  m.def(
+      "quant_copy",
+      [](py::array x, py::array y, bool half, float scale_targets) {
+        check_scale_targets(scale_targets);
+        ConstMatView xv = cmat(x, "x");
+        MatView yv = mat(y, "y", xv.rows, xv.cols);
+        check_apart_or_same(y, "y", x, "x");
+        py::gil_scoped_release release;
+        cpu::quant_copy(xv, yv, half, scale_targets);
+      },
+      py::arg("x"), py::arg("y"), py::arg("half"), py::arg("scale_targets") = 0.0f,
+      "The quant layer (engine.md §6; the release's convQuantizeHalf was never published, this is the "
+      "project's reconstruction): y (D, N) <- scale_targets*y + (x rounded to IEEE half, round to nearest "
+      "even, back to float32, when half; else x).");
 
   // ---- nailbed (§3.17) ----
   m.def(

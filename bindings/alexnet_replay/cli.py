@@ -67,9 +67,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_catalog(args: argparse.Namespace) -> int:
+    from .harness.runnable import assess
     from .original.catalog import build_catalog, catalog_markdown, catalog_text
 
-    catalog = build_catalog(Path(args.path))
+    catalog = build_catalog(Path(args.path), lambda net, rebuild: assess(net, rebuild).to_dict())
     if args.json:
         _print_json(catalog)
     elif args.md:
@@ -80,14 +81,18 @@ def _cmd_catalog(args: argparse.Namespace) -> int:
 
 
 def _cmd_show_net(args: argparse.Namespace) -> int:
+    from .harness.runnable import assess
     from .original.shownet import load, network_dict, network_table
 
     net, unused = load(args.layers, args.params, image_size=args.image_size,
                        lenient=args.lenient, num_gpus=args.num_gpus)
+    engine = assess(net, lambda profile: load(args.layers, args.params, image_size=args.image_size,
+                                              lenient=args.lenient, num_gpus=args.num_gpus,
+                                              tree=profile.tree)[0]).to_dict()
     if args.json:
-        _print_json(network_dict(net, unused))
+        _print_json(network_dict(net, unused, engine))
     else:
-        sys.stdout.write(network_table(net, unused))
+        sys.stdout.write(network_table(net, unused, engine))
     return 0
 
 
@@ -95,7 +100,7 @@ def _cmd_check_grads(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from .gradcheck import THRESHOLD, check_gradients
+    from .gradcheck import THRESHOLD, check_gradients, summary
     from .original.shownet import load
 
     config, _ = load(args.layers, args.params, image_size=args.image_size, lenient=args.lenient)
@@ -117,16 +122,16 @@ def _cmd_check_grads(args: argparse.Namespace) -> int:
         bar.refresh()
 
     checks = check_gradients(config, data, seed=args.seed, progress=progress, max_elements=args.max_elements,
-                             central=args.central)
+                             central=not args.one_sided)
     bar.close()
     if args.json:
-        _print_json({"threshold": THRESHOLD, "central": args.central, "minibatch": args.minibatch,
-                     "matrices": [c.to_dict() for c in checks], "passed": all(c.passed for c in checks)})
+        _print_json({"threshold": THRESHOLD, "rule": "one-sided" if args.one_sided else "central",
+                     "minibatch": args.minibatch, "matrices": [c.to_dict() for c in checks],
+                     "passed": all(c.passed for c in checks)})
     else:
         for c in checks:
             print(c.text())
-        failed = sum(not c.passed for c in checks)
-        print(f"{len(checks) - failed} of {len(checks)} matrices within {THRESHOLD:.0%}")
+        print(summary(checks))
     return 0 if all(c.passed for c in checks) else 1
 
 
@@ -178,7 +183,8 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
     export_gpu_ids(args.gpu)  # before anything starts CUDA in this process
     overrides = {k: str(getattr(args, k)) for k in OPTIONS if getattr(args, k, None) is not None}
     folder = schedules.run_schedule(schedule, args.out, overrides=overrides, cfg_dirs=args.cfg_dir or [],
-                                    start_from=args.load_file, quiet=args.quiet)
+                                    start_from=args.load_file, quiet=args.quiet,
+                                    per_stage=schedules.stage_options(args.stage_option or [], schedule))
     print(f"schedule '{schedule.name}' done: {len(schedule.stages)} stages; checkpoints in {folder}, "
           f"log in {Path(args.out) / 'log.txt'}")
     return 0
@@ -298,7 +304,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="where relative .cfg paths are looked up (also: the schedule's folder, the current "
                         "folder, $ALEXNET_RELEASE_DIR)")
     q.add_argument("--from", dest="load_file", metavar="CKPT",
-                   help="the checkpoint a first stage with -f resumes from (copied, never written to; also -f)")
+                   help="the checkpoint a first stage with -f resumes from (copied, never written to; also -f), "
+                        "or the one a first stage with init-from = \"previous\" is initialised from")
+    q.add_argument("--stage-option", action="append", metavar="K:NAME=VALUE",
+                   help="a driver option for stage K only, winning over the schedule's and the options given here "
+                        "(a chain's stages read different data: 1:data-path=DIR1 3:data-path=DIR2); repeatable")
     add_train_arguments(q)  # driver options given here go to every stage and win over the schedule's
     q.set_defaults(handler=_cmd_schedule)
 
@@ -382,7 +392,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="write into a folder that is not empty")
     p.set_defaults(handler=_cmd_make_batches)
 
-    p = sub.add_parser("check-grads", help="the release's numerical gradient check (engine.md §8) in the engine")
+    p = sub.add_parser("check-grads", help="the release's numerical gradient check (engine.md §8) in the engine, "
+                       "with central differences unless --one-sided")
     p.add_argument("layers", help="layer-definition file, or a bundled network")
     p.add_argument("params", nargs="?", help="layer-parameter file (a bundled network brings its own)")
     p.add_argument("--image-size", type=_image_size, metavar="C,H,W", help="input image size")
@@ -390,9 +401,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data-scale", type=float, default=0.1, metavar="S",
                    help="images are S * N(0,1) (default 0.1); labels are uniform")
     p.add_argument("--max-elements", type=int, metavar="K",
-                   help="check only the first K elements of each matrix (the release checked all)")
-    p.add_argument("--central", action="store_true",
-                   help="central instead of the release's one-sided differences (tighter)")
+                   help="check only K elements of each matrix, spread evenly over it (the release checked all)")
+    rule = p.add_mutually_exclusive_group()
+    rule.add_argument("--central", action="store_true",
+                      help="central differences (E(w+h) - E(w-h)) / 2Nh, error O(h^2): the default")
+    rule.add_argument("--one-sided", action="store_true",
+                      help="the release's rule exactly: (E(w+h) - E(w)) / Nh, whose O(h) error alone can exceed "
+                           "2%% with the release's steps")
     p.add_argument("--seed", type=int, default=0, help="seed of the data and the weights")
     p.add_argument("--lenient", action="store_true", help="relax the old-file quirks instead of failing")
     p.add_argument("--json", action="store_true", help="print one JSON object")

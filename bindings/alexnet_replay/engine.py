@@ -35,6 +35,7 @@ from . import _core
 from .errors import ConfigError, ReplayError
 from .original.layers import Layer, Network, parse_neuron
 from .original.params import Schedule as CfgSchedule
+from .original.reconstructions import QUANT_TYPE, with_transfers
 from .original.shownet import load as load_config
 
 
@@ -102,9 +103,7 @@ def _spec(layer: Layer, index: dict[str, int], rng: np.random.RandomState,
                 raise ReplayError(f"layer '{layer.name}': treefc needs the data's label tree "
                                   "(batches.meta['tree'], engine.md §3.3), and none was given")
             s.tree, s.tree_root = [list(c) for c in tree.children], tree.root
-        if p.get("superEps", 0.0) > 0:
-            raise ReplayError(f"layer '{layer.name}': superEps (the experimental RMS update, engine.md §4.4) "
-                              "is not implemented by the engine")
+        s.super_eps = p.get("superEps", 0.0)  # §4.4: > 0 gives the weight matrices the RMS update
     if layer.type in ("pool", "nailbed", "blur", "href", "rnorm", "cnorm", "cmrnorm", "resize", "rscale", "rgb2yuv",
                       "rgb2lab", "cost.tica"):
         s.channels = a["channels"]
@@ -112,7 +111,9 @@ def _spec(layer: Layer, index: dict[str, int], rng: np.random.RandomState,
     if layer.type == "pool":
         s.pool, s.size_x, s.start, s.stride, s.outputs_x = a["pool"], a["sizeX"], a["start"], a["stride"], a["outputsX"]
         if a["pool"] == "rand" and p.get("doMax"):
-            s.pool = "max"  # §3.6: rand with doMax is max pooling
+            s.pool = "max"  # §3.6: rand with doMax is max pooling (without: a reconstruction)
+    if layer.type == QUANT_TYPE:  # §6's half-precision transfer, a reconstruction (with_transfers)
+        s.half_forward, s.half_backward = a["quantF"] == "half", a["quantB"] == "half"
     if layer.type == "nailbed":
         s.stride = a["stride"]
     if layer.type == "blur":
@@ -203,13 +204,15 @@ class EngineNet:
     def __init__(self, config: Network, minibatch: int, seed: int, device: str = "cpu", *,
                  init_weights: bool = True, num_gpus: int | None = None, gemm: str = "auto",
                  conns: Mapping[str, Sequence[Sequence[int] | None]] | None = None,
-                 skip_init_funcs: bool = False) -> None:
+                 skip_init_funcs: bool = False, update_freq: int = 1) -> None:
         """`conns` gives connection tables by layer (random sparse inputs; None entries are
         drawn). Layers with initWFunc/initBFunc (driver.md §A.5) are refused unless
         `skip_init_funcs`: then they draw nothing and the caller fills them
-        (harness/init_from.py)."""
+        (harness/init_from.py). `update_freq`: the driver's --wupdate-freq (see
+        :attr:`update_freq`)."""
         if device not in DEVICES:
             raise ReplayError(f"device must be 'cpu' or 'cuda' (got {device!r})")
+        config = with_transfers(config)  # quantF/quantB = half across gpus: quant layers (§6)
         self.config = config
         self.minibatch = minibatch
         self.device = device
@@ -227,6 +230,7 @@ class EngineNet:
             raise ReplayError(f"{config.path}: {exc}") from None
         except RuntimeError as exc:  # CUDA failures (out of memory, driver errors)
             raise ReplayError(f"device='{device}': {exc}") from None
+        self.update_freq = update_freq
         if init_weights:  # False: weights and biases stay 0, for a caller that sets them all (parity)
             self._init_weights(rng)
 
@@ -265,11 +269,48 @@ class EngineNet:
         self._net.forward(pass_type or ("train" if train else "test"))
         return self.costs()
 
+    def forward_from(self, layer: str) -> dict[str, list[float]]:
+        """After a forward: rerun only `layer` and the layers that depend on it, with the same
+        pass, bit for bit what a whole forward gives after a change to its weights (other
+        layers and costs stay). Draws nothing: set inject_masks where a rerun layer draws."""
+        try:
+            self._net.forward_from(layer)
+        except (IndexError, RuntimeError) as exc:
+            raise ReplayError(f"forward_from('{layer}'): {exc}") from None
+        return self.costs()
+
     def backward(self) -> None:
         self._net.backward()
 
     def update(self) -> None:
+        """The end of a minibatch: the update of engine.md §4.2 (§4.4 for superEps matrices),
+        applied on every :attr:`update_freq`-th call (every call when it is 1)."""
         self._net.update()
+
+    @property
+    def update_freq(self) -> int:
+        """wupdate_freq F (engine.md §4.2, §1.5): with F > 1, backward accumulates the gradients
+        and increments of F minibatches, divided by F x `minibatch` (nominal, also for a short
+        minibatch), momentum applied on the first, and :meth:`update` applies them on every F-th
+        call only. Set between updates (``accumulated == 0``)."""
+        return self._net.update_freq
+
+    @update_freq.setter
+    def update_freq(self, freq: int) -> None:
+        try:
+            self._net.update_freq = int(freq)
+        except ValueError as exc:
+            raise ReplayError(f"update_freq: {exc}") from None
+
+    @property
+    def accumulated(self) -> int:
+        """Minibatches whose gradients the buffers hold since the last applied update
+        (0 ... update_freq - 1); a checkpoint keeps it (harness/checkpoint.py)."""
+        return self._net.accumulated
+
+    @accumulated.setter
+    def accumulated(self, minibatches: int) -> None:
+        self._net.accumulated = int(minibatches)
 
     def reseed(self, seed: int) -> None:
         """Restart the engine's generator of dropout masks and noise draws."""
@@ -322,7 +363,7 @@ class EngineNet:
     # -- arrays --------------------------------------------------------------------
     # Kinds, as in the engine's buffers (alexnet/core/net_plan.h BufferKind).
     KINDS = ("acts", "acts_grad", "weights", "weight_inc", "weight_grad", "biases", "bias_inc", "bias_grad",
-             "mask", "noise", "draws")
+             "mask", "noise", "draws", "weight_gavg", "weight_g2avg")
 
     def array(self, kind: str, name: str, input: int = 0) -> np.ndarray:
         """The array `kind` of layer `name` (input `input` for weight matrices): a view on the
@@ -352,7 +393,9 @@ class EngineNet:
 
     def set_mask(self, name: str, values) -> None:
         """hs layers: the (D, n) 0/1 mask of the next forward on n cases (with
-        inject_masks = True). The engine reads it case fastest from the start of its
+        inject_masks = True); pool=rand layers without doMax: the (D, n) picks, each the
+        position of the chosen pixel in its clipped window, raster order (a reconstruction,
+        original/reconstructions.py). The engine reads it case fastest from the start of its
         buffer, as it stores its own draws (see :meth:`mask`)."""
         self._set_prefix("mask", name, values)
 
@@ -395,6 +438,14 @@ class EngineNet:
     def weight_grad(self, name: str, input: int = 0) -> np.ndarray:
         return self.array("weight_grad", name, input)
 
+    def weight_gavg(self, name: str, input: int = 0) -> np.ndarray:
+        """superEps's running average of G (engine.md §4.4); (0, 0) without superEps."""
+        return self.array("weight_gavg", name, input)
+
+    def weight_g2avg(self, name: str, input: int = 0) -> np.ndarray:
+        """superEps's running average of G squared (engine.md §4.4); (0, 0) without superEps."""
+        return self.array("weight_g2avg", name, input)
+
     def biases(self, name: str) -> np.ndarray:
         return self.array("biases", name)
 
@@ -405,7 +456,8 @@ class EngineNet:
         return self.array("bias_grad", name)
 
     def mask(self, name: str, cases: int | None = None) -> np.ndarray:
-        """hs layers: the (D, n) mask of the last forward (n = its cases, or `cases`).
+        """hs layers: the (D, n) mask of the last forward (n = its cases, or `cases`); pool=rand
+        layers without doMax: the picks of the last forward (see :meth:`set_mask`).
         The buffer holds max_cases columns' worth; a forward on n cases uses its first
         D*n values, case fastest (on the CPU a view, on CUDA a copy)."""
         return self._prefix("mask", name, cases)
@@ -440,3 +492,17 @@ def load(layers: str | Path, params: str | Path | None = None, *, image_size: tu
     if config.params_path is None:
         raise ReplayError(f"{config.path}: the engine needs a layer-parameter file too")
     return EngineNet(config, minibatch, seed, device, num_gpus=num_gpus, gemm=gemm)
+
+
+def check_plan(config: Network, minibatch: int = 2) -> None:
+    """Whether the engine can build `config`, without building it: the layer specs are made
+    as :class:`EngineNet` makes them and the engine's plan checks them (nothing is allocated,
+    no weight is drawn). Raises ReplayError naming the file and layer, as EngineNet would."""
+    config = with_transfers(config)
+    index = {name: i for i, name in enumerate(config.layers)}
+    rng = np.random.RandomState(0)  # only random sparse connection tables draw from it
+    specs = [_spec(layer, index, rng, None) for layer in config.layers.values()]
+    try:
+        _core.check_plan(specs, minibatch)
+    except ValueError as exc:
+        raise ReplayError(f"{config.path}: {exc}") from None

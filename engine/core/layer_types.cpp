@@ -162,7 +162,8 @@ void plan_pool(Plan&, LayerPlan& L) {
   if (s.pool == "max") p.kind = PoolKind::kMax;
   else if (s.pool == "maxabs") p.kind = PoolKind::kMaxAbs;
   else if (s.pool == "avg") p.kind = PoolKind::kAvg;
-  else fail(L, "pool '" + s.pool + "' is not supported (max, maxabs, avg)");
+  else if (s.pool == "rand") p.kind = PoolKind::kRand;  // without doMax (with it the spec says "max")
+  else fail(L, "pool '" + s.pool + "' is not supported (max, maxabs, avg, rand)");
   p.channels = s.channels;
   p.img_size = s.img_size;
   p.size_x = s.size_x;
@@ -174,6 +175,7 @@ void plan_pool(Plan&, LayerPlan& L) {
   if (p.channels * p.outputs_x * p.outputs_x != s.outputs)
     fail(L, "outputs: expected channels*outputs_x^2 = " + str(p.channels * p.outputs_x * p.outputs_x) + " (got " +
                 str(s.outputs) + ")");
+  L.has_mask = p.kind == PoolKind::kRand;  // its picks, the "mask" buffer (drawn or injected)
 }
 
 // ---- rnorm (§3.8), cnorm (§3.10), cmrnorm (§3.9) --------------------------------------------
@@ -348,6 +350,12 @@ void plan_rscale(Plan& P, LayerPlan& L) {
   no_gradient_below(P, L);
 }
 
+// ---- quant (§6: quantF/quantB = half across devices, a reconstruction) --------------------------
+// Not a cfg type: original/reconstructions.py inserts one between a producer with
+// quantF or quantB = half and its consumers on another gpu (docs/fidelity.md).
+
+void plan_quant(Plan&, LayerPlan& L) { same_as_input(L); }
+
 // ---- cost layers (§3.23–§3.30) ----------------------------------------------------------------
 
 void plan_logreg(Plan& P, LayerPlan& L) {
@@ -437,6 +445,7 @@ const std::vector<LayerType>& layer_types() {
       {"rgb2yuv", false, false, 1, 1, "§3.21", plan_color},
       {"rgb2lab", false, false, 1, 1, "§3.21", plan_color},
       {"rscale", false, false, 1, 1, "§3.22", plan_rscale},
+      {"quant", false, false, 1, 1, "§6", plan_quant},
       {"cost.logreg", false, true, 2, 2, "§3.23", plan_logreg},
       {"cost.sum2", false, true, 1, 1, "§3.27", plan_sum2},
       {"cost.crossent", false, true, 2, 2, "§3.24", plan_crossent},

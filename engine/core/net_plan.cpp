@@ -118,7 +118,15 @@ void Plan::plan_weights(LayerPlan& L, const WeightLayout& layout) {
     w.norm_min = i < s.wcnorm_min.size() ? s.wcnorm_min[i] : 0.0f;
     w.norm_max = i < s.wcnorm_max.size() ? s.wcnorm_max[i] : 0.0f;
     w.sched = s.sched_w[i];
-    for (float v : {w.eps_base, w.mom, w.wc, w.wball, w.norm_min, w.norm_max})
+    // §4.4: superEps > 0 forces the "useGrad" path (a gradient buffer, also for fc
+    // and local) and the RMS-normalised increment. The layer's value applies to its
+    // own weight matrices, not its bias (§4.4 says it forces the useGrad path, which
+    // only a weight matrix can leave), and not treefc's node-wise rule (§3.3).
+    w.super_eps = s.super_eps > 0.0f ? s.super_eps : 0.0f;
+    if (w.super_eps > 0.0f) w.has_grad = true;
+    if (w.super_eps > 0.0f && L.is("treefc"))
+      fail("superEps: treefc's node-wise update (engine.md §3.3) has no superEps form; set superEps=0");
+    for (float v : {w.eps_base, w.mom, w.wc, w.wball, w.norm_min, w.norm_max, s.super_eps})
       if (!std::isfinite(v)) fail("learning parameters of input " + str(static_cast<int64_t>(i)) + " must be finite");
     if (layout.filter_spread) checked(s, [&] { check_filter_spread(w.norm_min, w.norm_max); });
     checked(s, [&] { check_schedule(w.sched); });
@@ -184,12 +192,13 @@ BufferKind buffer_kind(const std::string& name) {
       {"acts", K::Acts},        {"acts_grad", K::ActsGrad}, {"weights", K::Weights},  {"weight_inc", K::WeightInc},
       {"weight_grad", K::WeightGrad}, {"biases", K::Biases}, {"bias_inc", K::BiasInc}, {"bias_grad", K::BiasGrad},
       {"mask", K::Mask},        {"noise", K::Noise},        {"draws", K::Draws},
+      {"weight_gavg", K::WeightGavg}, {"weight_g2avg", K::WeightG2avg},
   };
   auto it = kinds.find(name);
   if (it == kinds.end())
     throw std::invalid_argument("kind: buffer kind '" + name +
                                 "' (acts, acts_grad, weights, weight_inc, weight_grad, biases, bias_inc, bias_grad, "
-                                "mask, noise, draws)");
+                                "mask, noise, draws, weight_gavg, weight_g2avg)");
   return it->second;
 }
 
@@ -206,6 +215,8 @@ const char* buffer_kind_name(BufferKind kind) {
     case BufferKind::Mask: return "mask";
     case BufferKind::Noise: return "noise";
     case BufferKind::Draws: return "draws";
+    case BufferKind::WeightGavg: return "weight_gavg";
+    case BufferKind::WeightG2avg: return "weight_g2avg";
   }
   return "?";
 }
@@ -244,6 +255,13 @@ BufferInfo Plan::buffer_info(BufferKind kind, int layer, int input, int64_t case
       const MatrixPlan& w = weight();
       set(w.has_grad, w.rows, w.cols);
       b.fortran = w.fortran && b.rows > 0;  // treefc: the gradient has its weights' layout
+      break;
+    }
+    case K::WeightGavg:
+    case K::WeightG2avg: {
+      const MatrixPlan& w = weight();
+      set(w.super_eps > 0.0f, w.rows, w.cols);
+      b.fortran = w.fortran && b.rows > 0;
       break;
     }
     case K::Biases:
@@ -291,6 +309,22 @@ void Plan::schedule_rates(double progress, std::mt19937_64& rng) {
   }
 }
 
+void Plan::set_update_freq(int freq) {
+  if (freq < 1) throw std::invalid_argument("update_freq: must be >= 1 (got " + std::to_string(freq) + ")");
+  if (accumulated != 0)
+    throw std::invalid_argument("update_freq: cannot change while " + std::to_string(accumulated) +
+                                " minibatch(es) are accumulated and not yet applied");
+  update_freq = freq;
+}
+
+void Plan::set_accumulated(int minibatches) {
+  if (minibatches < 0 || minibatches >= update_freq)
+    throw std::invalid_argument("accumulated: must be in 0.." + std::to_string(update_freq - 1) +
+                                " with update_freq " + std::to_string(update_freq) + " (got " +
+                                std::to_string(minibatches) + ")");
+  accumulated = minibatches;
+}
+
 void Plan::begin_backward() {
   for (MatrixPlan& m : matrices) m.contributed = false;
 }
@@ -305,6 +339,15 @@ void ForwardDraws::dropout_mask(float* out, int64_t count, float keep) {
 
 void ForwardDraws::uniform(double* out, int64_t count) {
   for (int64_t i = 0; i < count; ++i) out[i] = uniform_(rng_);
+}
+
+void ForwardDraws::pool_picks(const PoolParams& p, float* out, int64_t n_cases) {
+  const int64_t ox_n = p.outputs_x;
+  for (int64_t row = 0; row < p.channels * ox_n * ox_n; ++row) {
+    const int64_t area = pool_window_side(p, (row / ox_n) % ox_n) * pool_window_side(p, row % ox_n);
+    for (int64_t n = 0; n < n_cases; ++n)
+      out[row * n_cases + n] = static_cast<float>(pool_rand_pick(uniform_(rng_), area));
+  }
 }
 
 }  // namespace alexnet

@@ -93,8 +93,9 @@ void build_conv_feeds(const ConvParams& p, std::vector<int64_t>& feeds, std::vec
 // ---- pool ------------------------------------------------------------------------------
 
 void check_pool_params(const PoolParams& p) {
-  if (p.kind != PoolKind::kMax && p.kind != PoolKind::kMaxAbs && p.kind != PoolKind::kAvg)
-    fail("kind: not a pooling kind (max, maxabs, avg)");
+  if (p.kind != PoolKind::kMax && p.kind != PoolKind::kMaxAbs && p.kind != PoolKind::kAvg &&
+      p.kind != PoolKind::kRand)
+    fail("kind: not a pooling kind (max, maxabs, avg, rand)");
   check_count("channels", p.channels);
   check_count("img_size", p.img_size, kMaxSide);
   check_count("size_x", p.size_x, kMaxSide);
@@ -110,6 +111,20 @@ void check_pool_params(const PoolParams& p) {
   if (p.start + (p.outputs_x - 1) * p.stride >= p.img_size)
     fail("outputs_x: the last window starts at start + (outputs_x - 1)*stride = " +
          str(p.start + (p.outputs_x - 1) * p.stride) + ", outside the image of side " + str(p.img_size));
+}
+
+void check_pool_picks(const PoolParams& p, const float* picks, int64_t n_cases) {
+  const int64_t ox_n = p.outputs_x;
+  for (int64_t row = 0; row < p.channels * ox_n * ox_n; ++row) {
+    const int64_t oy = (row / ox_n) % ox_n, ox = row % ox_n;
+    const int64_t area = pool_window_side(p, oy) * pool_window_side(p, ox);
+    for (int64_t n = 0; n < n_cases; ++n) {
+      const float k = picks[row * n_cases + n];
+      if (!(k >= 0.0f && k < static_cast<float>(area) && k == std::floor(k)))
+        fail("picks: output " + str(row) + ", case " + str(n) + " picks " + std::to_string(k) +
+             ", not a position 0.." + str(area - 1) + " of its window");
+    }
+  }
 }
 
 // ---- norms -----------------------------------------------------------------------------

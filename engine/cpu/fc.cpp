@@ -63,15 +63,20 @@ void forward(const LayerRun& r) {
 }
 
 void backward(const LayerRun& r) {
-  const float inv_n = 1.0f / static_cast<float>(r.n);
+  const float inv_n = r.grad_scale();  // 1/N (§1.5)
   weight_layer_backward(
       r, [&](size_t i, MatView dx, float st) { fc_bprop_acts(r.dy(), stored(r, i), dx, st); },
-      [&](size_t i, bool first) {  // inc <- mom*inc + (eps/N) dY X^T; mom 1 for later uses of a shared matrix
+      [&](size_t i, bool first) {  // inc <- mom*inc + (eps/N) dY X^T; mom 1 for later contributions
         const MatrixPlan& w = r.weight_plan(i);
+        if (w.has_grad) {  // superEps (§4.4) forces the useGrad path: G <- (first ? 0 : G) + (1/N) dY X^T
+          fc_bprop_weights(r.in(i), r.dy(), MatView{r.weight(i).grad.data(), w.cols, w.rows}, inv_n,
+                           first ? 0.0f : 1.0f);
+          return;
+        }
         fc_bprop_weights(r.in(i), r.dy(), MatView{r.weight(i).inc.data(), w.cols, w.rows}, w.eps * inv_n,
                          first ? w.mom : 1.0f);
       },
-      [&] { fc_bprop_bias(r.dy(), r.bias().grad.data(), inv_n, 0.0f); });
+      [&](bool first) { fc_bprop_bias(r.dy(), r.bias().grad.data(), inv_n, first ? 0.0f : 1.0f); });
 }
 
 const bool registered = register_layer("fc", {forward, backward});

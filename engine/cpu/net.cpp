@@ -4,7 +4,8 @@
 // in the table of cpu/layer.h.
 //
 // Order (engine.md):
-// * forward (§1.4): layers in execution order;
+// * forward (§1.4): layers in execution order; forward_from, the same for the
+//   layers below one layer only;
 // * backward (§1.4, §1.5): layers in reverse execution order, each one that
 //   needs a gradient and received one (a cost layer always starts one; a
 //   softmax under a cost.logreg takes the fused gradient, §3.12); the first
@@ -89,6 +90,10 @@ CpuNet::CpuNet(std::vector<LayerSpec> specs, int64_t max_cases, uint64_t seed)
     M.w.assign(static_cast<size_t>(P.size()), 0.0f);
     M.inc.assign(static_cast<size_t>(P.size()), 0.0f);
     if (P.has_grad) M.grad.assign(static_cast<size_t>(P.size()), 0.0f);
+    if (P.super_eps > 0.0f) {
+      M.gavg.assign(static_cast<size_t>(P.size()), 0.0f);
+      M.g2avg.assign(static_cast<size_t>(P.size()), 0.0f);
+    }
   }
 }
 
@@ -100,6 +105,7 @@ void CpuNet::set_data(int data_idx, const float* values, int64_t rows, int64_t c
   for (int li : plan_.data_layers(data_idx, rows, cases))
     std::copy(values, values + rows * cases, state_->layers[static_cast<size_t>(li)].acts.begin());
   cases_ = cases;
+  forwarded_ = false;
 }
 
 void CpuNet::forward(PassType pass) {
@@ -113,6 +119,23 @@ void CpuNet::forward(PassType pass) {
     const LayerRun run(plan_, S.layers, S.matrices, static_cast<int>(li), cases_, pass, inject_masks, &draws, costs_);
     S.ops[li]->forward(run);
   }
+  forwarded_ = true;
+}
+
+void CpuNet::forward_from(int layer) {
+  State& S = *state_;
+  const std::vector<char> run_layer = layers_from(layer);
+  std::mt19937_64 scratch = rng_;
+  ForwardDraws draws(scratch);
+  for (size_t li = 0; li < plan_.layers.size(); ++li) {
+    if (!run_layer[li]) continue;
+    const LayerTimer timer(profile ? &layer_seconds : nullptr, plan_.layers[li].spec.name, 0);
+    // layers_from refused any layer that would draw; should one draw anyway, it draws
+    // from a copy of the generator and is caught below, the net's generator untouched.
+    const LayerRun run(plan_, S.layers, S.matrices, static_cast<int>(li), cases_, pass_, inject_masks, &draws, costs_);
+    S.ops[li]->forward(run);
+  }
+  if (scratch != rng_) throw std::logic_error("forward_from: a layer drew new numbers; set inject_masks");
 }
 
 void CpuNet::backward() {
@@ -133,6 +156,7 @@ void CpuNet::backward() {
 
 void CpuNet::update() {
   State& S = *state_;
+  if (!plan_.update_due()) return;  // §4.2 wupdate_freq: still accumulating
   for (const UpdateRule& r : plan_.update_rules) {
     const MatrixPlan& m = plan_.matrices[static_cast<size_t>(r.matrix)];
     if (!plan_.updates(m)) continue;
@@ -143,7 +167,11 @@ void CpuNet::update() {
                     m.rows, m.eps, m.mom, m.wc);
       continue;
     }
-    if (m.has_grad) update_increment(ms.inc.data(), ms.grad.data(), m.size(), m.eps, m.mom);
+    if (m.super_eps > 0.0f)  // §4.4
+      update_super_increment(ms.inc.data(), ms.grad.data(), ms.gavg.data(), ms.g2avg.data(), m.size(), m.eps, m.mom,
+                             m.super_eps);
+    else if (m.has_grad)
+      update_increment(ms.inc.data(), ms.grad.data(), m.size(), m.eps, m.mom);
     update_decay_and_step(ms.w.data(), ms.inc.data(), m.size(), m.eps, m.wc);
     if (r.filter_spread) constrain_filter_spread(ms.w.data(), m.rows, m.cols, m.norm_min, m.norm_max);
     for (int64_t k = 0; k < r.blocks; ++k)
@@ -172,6 +200,8 @@ float* CpuNet::host_data(BufferKind kind, int layer, int input) {
     case K::Mask: return B.mask.data();
     case K::Noise: return B.noise.data();
     case K::Draws: return B.draws.data();
+    case K::WeightGavg: return S.matrices[static_cast<size_t>(info.matrix)].gavg.data();
+    case K::WeightG2avg: return S.matrices[static_cast<size_t>(info.matrix)].g2avg.data();
   }
   return nullptr;
 }

@@ -1,4 +1,5 @@
-// Pooling layer, engine.md §3.6 (forward and backward of max, maxabs, avg).
+// Pooling layer, engine.md §3.6 (forward and backward of max, maxabs, avg, and
+// rand without doMax: a reconstruction, the picked pixel, max-undo backward).
 // Layout (§1.2): images (C, S, S, N) and pooled outputs (C, OX, OX, N), case
 // fastest. Every write is target <- scale_targets*target + result (blend(),
 // §1.4): scale_targets = 0 overwrites without reading the target.
@@ -26,6 +27,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
 
 namespace alexnet::cpu {
 
@@ -98,7 +100,7 @@ void fprop_impl(const PoolParams& p, ConstMatView x, MatView y, float scale_targ
   }
 }
 
-// kMax and kMaxAbs share this (max-undo); kAvg ignores x and y.
+// kMax, kMaxAbs and kRand share this (max-undo, §3.6); kAvg ignores x and y.
 template <bool kAvg>
 void bprop_impl(const PoolParams& p, ConstMatView x, ConstMatView y, ConstMatView dy, MatView dx,
                 float scale_targets) {
@@ -141,6 +143,26 @@ void pool_fprop(const PoolParams& p, ConstMatView x, MatView y, float scale_targ
     case PoolKind::kMax: return fprop_impl<PoolKind::kMax>(p, x, y, scale_targets);
     case PoolKind::kMaxAbs: return fprop_impl<PoolKind::kMaxAbs>(p, x, y, scale_targets);
     case PoolKind::kAvg: return fprop_impl<PoolKind::kAvg>(p, x, y, scale_targets);
+    case PoolKind::kRand: throw std::invalid_argument("kind: rand pooling takes its picks (pool_rand_fprop)");
+  }
+}
+
+// pool=rand without doMax (a reconstruction, op_params.h pool_rand_pick): a copy of
+// the picked pixel; nothing is rounded.
+void pool_rand_fprop(const PoolParams& p, ConstMatView x, const float* picks, MatView y, float scale_targets) {
+  const int64_t S = p.img_size, OX = p.outputs_x, N = x.cols;
+  const int64_t rows = p.channels * OX * OX;
+#pragma omp parallel for schedule(static)
+  for (int64_t row = 0; row < rows; ++row) {
+    const int64_t c = row / (OX * OX), oy = (row / OX) % OX, ox = row % OX;
+    const Span ys = window_span(p, oy), xs = window_span(p, ox);
+    const int64_t width = xs.hi - xs.lo;
+    float* out = y.data + row * N;
+    for (int64_t n = 0; n < N; ++n) {
+      const int64_t k = static_cast<int64_t>(picks[row * N + n]);
+      const int64_t iy = ys.lo + k / width, ix = xs.lo + k % width;
+      out[n] = blend(out[n], x.data[((c * S + iy) * S + ix) * N + n], scale_targets);
+    }
   }
 }
 
@@ -160,7 +182,15 @@ void pool_bprop(const PoolParams& p, ConstMatView x, ConstMatView y, ConstMatVie
 namespace alexnet::cpu {
 namespace {
 
-void forward(const LayerRun& r) { pool_fprop(r.layer.pool, r.in(0), r.out(), 0.0f); }
+void forward(const LayerRun& r) {
+  const PoolParams& p = r.layer.pool;
+  if (p.kind != PoolKind::kRand) return pool_fprop(p, r.in(0), r.out(), 0.0f);
+  // pool=rand without doMax: picks drawn in every pass type (§3.6), or injected and checked
+  float* picks = r.store().mask.data();
+  if (r.inject_masks) checked(r.spec(), [&] { check_pool_picks(p, picks, r.n); });
+  else r.draws->pool_picks(p, picks, r.n);
+  pool_rand_fprop(p, r.in(0), picks, r.out(), 0.0f);
+}
 
 void backward(const LayerRun& r) {
   single_input_backward(r, [&](MatView dx, float st) { pool_bprop(r.layer.pool, r.in(0), r.out(), r.dy(), dx, st); });

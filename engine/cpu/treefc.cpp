@@ -73,16 +73,16 @@ void forward(const LayerRun& r) {
 }
 
 void backward(const LayerRun& r) {
-  const float inv_n = 1.0f / static_cast<float>(r.n);
+  const float inv_n = r.grad_scale();  // 1/N (§1.5)
   const int64_t din = r.layer.input_sizes[0];
   weight_layer_backward(
       r, [&](size_t, MatView dx, float st) { fc_bprop_acts(r.dy(), leaf_weights(r), dx, st); },
-      [&](size_t, bool) {  // G of the leaves = (1/N) dY X^T, then the inner nodes' sums
+      [&](size_t, bool first) {  // G of the leaves (+)= (1/N) dY X^T, then the inner nodes' sums of them
         float* g = r.weight(0).grad.data();
-        fc_bprop_weights(r.in(0), r.dy(), MatView{g, r.layer.tree.leaves, din}, inv_n, 0.0f);
+        fc_bprop_weights(r.in(0), r.dy(), MatView{g, r.layer.tree.leaves, din}, inv_n, first ? 0.0f : 1.0f);
         treefc_distribute_gradients(r.layer.tree, g, din);
       },
-      [&] { fc_bprop_bias(r.dy(), r.bias().grad.data(), inv_n, 0.0f); });
+      [&](bool first) { fc_bprop_bias(r.dy(), r.bias().grad.data(), inv_n, first ? 0.0f : 1.0f); });
 }
 
 const bool registered = register_layer("treefc", {forward, backward});

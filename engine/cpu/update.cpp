@@ -14,6 +14,18 @@ void update_increment(float* inc, const float* grad, int64_t size, float eps, fl
   for (int64_t i = 0; i < size; ++i) inc[i] = mom * inc[i] + eps * grad[i];
 }
 
+void update_super_increment(float* inc, const float* grad, float* gavg, float* g2avg, int64_t size, float eps,
+                            float mom, float super_eps) {
+  const float keep = 1.0f - mom;  // one float scalar
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < size; ++i) {
+    const float g = grad[i];
+    gavg[i] = mom * gavg[i] + keep * g;
+    g2avg[i] = mom * g2avg[i] + keep * (g * g);
+    inc[i] = 0.9f * inc[i] + (eps * g) / std::sqrt(g2avg[i] - gavg[i] + super_eps);
+  }
+}
+
 void update_decay_and_step(float* w, float* inc, int64_t size, float eps, float wc) {
   const float decay = -wc * eps;  // one float scalar, as passed to the kernel
 #pragma omp parallel for schedule(static)

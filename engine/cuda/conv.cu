@@ -282,18 +282,19 @@ void forward(const LayerRun& r) {
 }
 
 void backward(const LayerRun& r) {
-  const float inv_n = 1.0f / static_cast<float>(r.n);
+  const float inv_n = r.grad_scale();  // 1/N (§1.5)
   weight_layer_backward(
       r,
       [&](size_t i, MatView dx, float st) {
         conv_bprop_acts(r.lc, r.gemm, r.store.conv[i], r.dy(), r.matrix(i, &MatrixStore::w), dx, st, r.conv_workspace(i));
       },
-      [&](size_t i, bool first) {  // G (the update forms inc from it); later uses of a shared matrix add
+      [&](size_t i, bool first) {  // G (the update forms inc from it); later contributions add
         conv_bprop_weights(r.lc, r.gemm, r.store.conv[i], r.in(i), r.dy(), r.matrix(i, &MatrixStore::grad),
                            r.spec().partial_sum, inv_n, first ? 0.0f : 1.0f, r.conv_workspace(i));
       },
-      [&] {
-        conv_bprop_bias(r.lc, r.dy(), r.bias_matrix(&MatrixStore::grad), r.spec().shared_biases, inv_n, 0.0f);
+      [&](bool first) {
+        conv_bprop_bias(r.lc, r.dy(), r.bias_matrix(&MatrixStore::grad), r.spec().shared_biases, inv_n,
+                        first ? 0.0f : 1.0f);
       });
 }
 

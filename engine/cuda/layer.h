@@ -33,7 +33,9 @@ struct MatrixStore {
   int dev = 0;
   float* w = nullptr;
   float* inc = nullptr;
-  float* grad = nullptr;  // conv weights and biases only
+  float* grad = nullptr;  // conv weights, biases, and matrices with superEps
+  float* gavg = nullptr;  // superEps's running averages (§4.4), matrices with superEps > 0 only
+  float* g2avg = nullptr;
 };
 
 // The buffers of one layer on its device, (D, max_cases) each.
@@ -117,7 +119,11 @@ class LayerRun {
 
   MatrixPlan& weight_plan(size_t i) const { return plan_.matrices[static_cast<size_t>(layer.weights[i])]; }
   const MatrixStore& weight(size_t i) const { return matrices_[static_cast<size_t>(layer.weights[i])]; }
-  const MatrixPlan& bias_plan() const { return plan_.matrices[static_cast<size_t>(layer.bias)]; }
+  MatrixPlan& bias_plan() const { return plan_.matrices[static_cast<size_t>(layer.bias)]; }
+  // 1/N for the weight gradients (§1.5: N = F x minibatch size when wupdate_freq F > 1).
+  float grad_scale() const { return plan_.grad_scale(n); }
+  // Whether this backward starts an accumulation over minibatches (§4.2 wupdate_freq).
+  bool starts_accumulation() const { return plan_.starts_accumulation(); }
   const MatrixStore& bias() const { return matrices_[static_cast<size_t>(layer.bias)]; }
 
   // Matrix i (weights, increment or gradient) and the biases as (rows, cols)
@@ -206,18 +212,22 @@ void weight_layer_forward(const LayerRun& r, Product product, AddBias add_bias) 
 
 // The backward of a weight layer, as cpu/layer.h's: acts(i, dx, st) for each
 // input that wants a gradient, weights(i, first) for each matrix that learns,
-// then bias() when the bias learns.
+// then bias(first) when the bias learns (first: as the weights', overwrite or add).
 template <class Acts, class Weights, class Bias>
 void weight_layer_backward(const LayerRun& r, Acts acts, Weights weights, Bias bias) {
   for (size_t i = 0; i < r.spec().inputs.size(); ++i) {
     if (r.wants(i)) r.contribute(i, "bprop_acts", [&](MatView dx, float st) { acts(i, dx, st); });
     MatrixPlan& w = r.weight_plan(i);
     if (w.eps_base <= 0.0f) continue;  // §4.2: a frozen matrix gets no gradient
-    const bool first = !w.contributed;
+    const bool first = !w.contributed && r.starts_accumulation();
     w.contributed = true;
     r.op("bprop_weights", [&] { weights(i, first); });
   }
-  if (r.bias_plan().eps_base > 0.0f) r.op("bprop_bias", [&] { bias(); });
+  MatrixPlan& b = r.bias_plan();
+  if (b.eps_base <= 0.0f) return;
+  const bool first = !b.contributed && r.starts_accumulation();  // as the weights' (§4.2 wupdate_freq)
+  b.contributed = true;
+  r.op("bprop_bias", [&] { bias(first); });
 }
 
 // The backward of a layer with one input: f(dx, st) when the input wants a gradient.

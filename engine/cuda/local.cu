@@ -82,19 +82,26 @@ void forward(const LayerRun& r) {
 }
 
 void backward(const LayerRun& r) {
-  const float inv_n = 1.0f / static_cast<float>(r.n);
+  const float inv_n = r.grad_scale();  // 1/N (§1.5)
   weight_layer_backward(
       r,
       [&](size_t i, MatView dx, float st) {
         local_bprop_acts(r.lc, r.gemm, r.store.conv[i], r.dy(), r.matrix(i, &MatrixStore::w), dx, st,
                          r.conv_workspace(i));
       },
-      [&](size_t i, bool first) {  // inc <- mom*inc + (eps/N) G; mom 1 for later uses of a shared matrix
+      [&](size_t i, bool first) {  // inc <- mom*inc + (eps/N) G; mom 1 for later contributions
         const MatrixPlan& w = r.weight_plan(i);
+        if (w.has_grad) {  // superEps (§4.4) forces the useGrad path: G <- (first ? 0 : G) + (1/N) sum
+          local_bprop_weights(r.lc, r.gemm, r.store.conv[i], r.in(i), r.dy(), r.matrix(i, &MatrixStore::grad),
+                              inv_n, first ? 0.0f : 1.0f, r.conv_workspace(i));
+          return;
+        }
         local_bprop_weights(r.lc, r.gemm, r.store.conv[i], r.in(i), r.dy(), r.matrix(i, &MatrixStore::inc),
                             w.eps * inv_n, first ? w.mom : 1.0f, r.conv_workspace(i));
       },
-      [&] { conv_bprop_bias(r.lc, r.dy(), r.bias_matrix(&MatrixStore::grad), false, inv_n, 0.0f); });
+      [&](bool first) {
+        conv_bprop_bias(r.lc, r.dy(), r.bias_matrix(&MatrixStore::grad), false, inv_n, first ? 0.0f : 1.0f);
+      });
 }
 
 const bool registered = register_layer("local", {forward, backward, setup_conv_tables});

@@ -115,6 +115,10 @@ CudaNet::CudaNet(std::vector<LayerSpec> specs, int64_t max_cases, uint64_t seed,
     M.w = D.alloc(M.dev, P.size(), (P.input < 0 ? "biases" : "weights") + of);
     M.inc = D.alloc(M.dev, P.size(), (P.input < 0 ? "bias increments" : "weight increments") + of);
     if (P.has_grad) M.grad = D.alloc(M.dev, P.size(), (P.input < 0 ? "bias gradient" : "weight gradient") + of);
+    if (P.super_eps > 0.0f) {  // §4.4's running averages (zero, as every buffer starts)
+      M.gavg = D.alloc(M.dev, P.size(), "superEps gradient average" + of);
+      M.g2avg = D.alloc(M.dev, P.size(), "superEps squared-gradient average" + of);
+    }
   }
   for (size_t li = 0; li < plan_.layers.size(); ++li)
     for (int m : plan_.layers[li].weights) {
@@ -193,18 +197,37 @@ void CudaNet::set_data(int data_idx, const float* values, int64_t rows, int64_t 
                           plan_.layers[static_cast<size_t>(li)].spec.name + "')");
   }
   cases_ = cases;
+  forwarded_ = false;
 }
 
 void CudaNet::forward(PassType pass) {
-  State& S = *state_;
-  Devices& D = S.devices;
   pass_ = pass;
-  const int64_t n = cases_;
-  if (n < 1) throw std::logic_error("forward before set_data");
+  if (cases_ < 1) throw std::logic_error("forward before set_data");
   costs_.clear();
   ForwardDraws draws(rng_);
-  for (LayerStore& B : S.layers)
-    for (auto& fresh : B.acts_fresh) fresh.second = false;
+  run_layers(pass, nullptr, &draws);
+  forwarded_ = true;
+}
+
+void CudaNet::forward_from(int layer) {
+  const std::vector<char> only = layers_from(layer);
+  // layers_from refused any layer that would draw; should one draw anyway, it draws
+  // from a copy of the generator and is caught here, the net's generator untouched.
+  std::mt19937_64 scratch = rng_;
+  ForwardDraws draws(scratch);
+  run_layers(pass_, &only, &draws);
+  if (scratch != rng_) throw std::logic_error("forward_from: a layer drew new numbers; set inject_masks");
+}
+
+// forward's loop, over every layer or over `only`'s; the replicas of the layers
+// it does not run stay valid (their outputs did not change).
+void CudaNet::run_layers(PassType pass, const std::vector<char>* only, ForwardDraws* draws) {
+  State& S = *state_;
+  Devices& D = S.devices;
+  const int64_t n = cases_;
+  for (size_t li = 0; li < S.layers.size(); ++li)
+    if (only == nullptr || (*only)[li])
+      for (auto& fresh : S.layers[li].acts_fresh) fresh.second = false;
 
   // The acts of layer `p` on device dev: its own buffer, or its replica there,
   // refreshed once per forward (engine.md §6: outputs copied to consumers' devices).
@@ -222,6 +245,7 @@ void CudaNet::forward(PassType pass) {
   };
 
   for (size_t li = 0; li < plan_.layers.size(); ++li) {
+    if (only != nullptr && !(*only)[li]) continue;
     const LayerPlan& L = plan_.layers[li];
     const LayerStore& B = S.layers[li];
     std::vector<ConstMatView> ins;
@@ -236,7 +260,7 @@ void CudaNet::forward(PassType pass) {
     else
       gather();
     D.set(B.dev);
-    const LayerRun run(plan_, D, S.layers, S.matrices, static_cast<int>(li), n, pass, inject_masks, &draws, costs_, 0,
+    const LayerRun run(plan_, D, S.layers, S.matrices, static_cast<int>(li), n, pass, inject_masks, draws, costs_, 0,
                        profile, synchronous, std::move(ins));
     S.ops[li]->forward(run);
   }
@@ -273,6 +297,7 @@ void CudaNet::backward() {
 void CudaNet::update() {
   State& S = *state_;
   Devices& D = S.devices;
+  if (!plan_.update_due()) return;  // §4.2 wupdate_freq: still accumulating
   for (const UpdateRule& r : plan_.update_rules) {
     const MatrixPlan& m = plan_.matrices[static_cast<size_t>(r.matrix)];
     if (!plan_.updates(m)) continue;
@@ -286,7 +311,10 @@ void CudaNet::update() {
                       m.wc);
         return;
       }
-      if (m.has_grad) update_increment(lc, ms.inc, ms.grad, m.size(), m.eps, m.mom);
+      if (m.super_eps > 0.0f)  // §4.4
+        update_super_increment(lc, ms.inc, ms.grad, ms.gavg, ms.g2avg, m.size(), m.eps, m.mom, m.super_eps);
+      else if (m.has_grad)
+        update_increment(lc, ms.inc, ms.grad, m.size(), m.eps, m.mom);
       update_decay_and_step(lc, ms.w, ms.inc, m.size(), m.eps, m.wc);
       if (r.filter_spread) constrain_filter_spread(lc, ms.w, m.rows, m.cols, m.norm_min, m.norm_max);
       for (int64_t k = 0; k < r.blocks; ++k)
@@ -322,6 +350,8 @@ std::pair<float*, int> locate(CudaNet& net, std::vector<LayerStore>& layers, std
     case K::Biases: return {M.w, M.dev};
     case K::WeightInc:
     case K::BiasInc: return {M.inc, M.dev};
+    case K::WeightGavg: return {M.gavg, M.dev};
+    case K::WeightG2avg: return {M.g2avg, M.dev};
     default: return {M.grad, M.dev};
   }
 }

@@ -1,4 +1,5 @@
-// CUDA pooling, engine.md §3.6 (max, maxabs, avg; forward and backward), with
+// CUDA pooling, engine.md §3.6 (max, maxabs, avg, and rand without doMax, a
+// reconstruction: the picked pixel, max-undo backward), with
 // the semantics and float order of engine/cpu/pool.cpp.
 // Layout (DEVICE memory, case fastest): x, dx (C, S, S, N); y, dy (C, OX, OX, N).
 // Accumulate-or-overwrite: target <- scale_targets·target + result (§1.4).
@@ -17,6 +18,8 @@
 #include "alexnet/cuda/pool.h"
 #include "layer.h"
 #include "common.cuh"
+
+#include <stdexcept>
 
 namespace alexnet::cuda {
 
@@ -64,6 +67,20 @@ __global__ void pool_fprop_kernel(PoolParams p, const float* x, float* y, int64_
   }
 }
 
+// pool=rand without doMax (a reconstruction, op_params.h pool_rand_pick): the picked pixel.
+__global__ void pool_rand_fprop_kernel(PoolParams p, const float* x, const float* picks, float* y, int64_t n_cases,
+                                       float st) {
+  const int64_t s = p.img_size, ox_n = p.outputs_x;
+  const int64_t total = p.channels * ox_n * ox_n * n_cases;
+  for (int64_t i = grid_start(); i < total; i += grid_step()) {
+    const int64_t n = i % n_cases, row = i / n_cases;
+    const int64_t c = row / (ox_n * ox_n), oy = (row / ox_n) % ox_n, ox = row % ox_n;
+    const Span ys = window_span(p, oy), xs = window_span(p, ox);
+    const int64_t k = static_cast<int64_t>(picks[i]), width = xs.hi - xs.lo;
+    y[i] = blend_d(y[i], x[((c * s + ys.lo + k / width) * s + xs.lo + k % width) * n_cases + n], st);
+  }
+}
+
 template <bool kAvg>
 __global__ void pool_bprop_kernel(PoolParams p, const float* x, const float* y, const float* dy, float* dx,
                                   int64_t n_cases, float st) {
@@ -108,8 +125,18 @@ void pool_fprop(const Launch& l, const PoolParams& p, ConstMatView x, MatView y,
     case PoolKind::kAvg:
       pool_fprop_kernel<PoolKind::kAvg><<<grid, kThreads, 0, l.stream>>>(p, x.data, y.data, n, scale_targets);
       break;
+    case PoolKind::kRand:
+      throw std::invalid_argument("kind: rand pooling takes its picks (pool_rand_fprop)");
   }
   check_launch(l, "pool_fprop_kernel");
+}
+
+void pool_rand_fprop(const Launch& l, const PoolParams& p, ConstMatView x, const float* picks, MatView y,
+                     float scale_targets) {
+  const int64_t n = x.cols, total = y.rows * n;
+  if (total <= 0) return;
+  pool_rand_fprop_kernel<<<grid_for(total), kThreads, 0, l.stream>>>(p, x.data, picks, y.data, n, scale_targets);
+  check_launch(l, "pool_rand_fprop_kernel");
 }
 
 void pool_bprop(const Launch& l, const PoolParams& p, ConstMatView x, ConstMatView y, ConstMatView dy,
@@ -133,7 +160,23 @@ namespace alexnet::cuda {
 namespace {
 
 void forward(const LayerRun& r) {
-  r.op("fprop", [&] { pool_fprop(r.lc, r.layer.pool, r.in(0), r.out(), 0.0f); });
+  const PoolParams& p = r.layer.pool;
+  if (p.kind != PoolKind::kRand) {
+    r.op("fprop", [&] { pool_fprop(r.lc, p, r.in(0), r.out(), 0.0f); });
+    return;
+  }
+  // pool=rand without doMax: picks drawn on the host in every pass type (§3.6), the
+  // CPU net's draws, or injected (read back and checked)
+  LayerStore& B = r.store;
+  const size_t bytes = static_cast<size_t>(r.spec().outputs * r.n) * sizeof(float);
+  if (r.inject_masks) {
+    r.devices.copy_out(B.dev, B.draws.data(), B.mask, bytes, "reading the picks of layer '" + r.spec().name + "'");
+    checked(r.spec(), [&] { check_pool_picks(p, B.draws.data(), r.n); });
+  } else {
+    r.draws->pool_picks(p, B.draws.data(), r.n);
+    r.devices.copy_in(B.dev, B.mask, B.draws.data(), bytes, "the picks of layer '" + r.spec().name + "'");
+  }
+  r.op("fprop", [&] { pool_rand_fprop(r.lc, p, r.in(0), B.mask, r.out(), 0.0f); });
 }
 
 void backward(const LayerRun& r) {

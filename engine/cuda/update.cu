@@ -18,6 +18,16 @@ __global__ void increment_kernel(float* inc, const float* grad, int64_t size, fl
   for (int64_t i = grid_start(); i < size; i += grid_step()) inc[i] = mom * inc[i] + eps * grad[i];
 }
 
+__global__ void super_increment_kernel(float* inc, const float* grad, float* gavg, float* g2avg, int64_t size,
+                                       float eps, float mom, float keep, float super_eps) {
+  for (int64_t i = grid_start(); i < size; i += grid_step()) {
+    const float g = grad[i];
+    gavg[i] = mom * gavg[i] + keep * g;
+    g2avg[i] = mom * g2avg[i] + keep * (g * g);
+    inc[i] = 0.9f * inc[i] + (eps * g) / sqrtf(g2avg[i] - gavg[i] + super_eps);
+  }
+}
+
 __global__ void decay_step_kernel(float* w, float* inc, int64_t size, float decay, bool use_decay) {
   for (int64_t i = grid_start(); i < size; i += grid_step()) {
     if (use_decay) inc[i] = inc[i] + decay * w[i];
@@ -66,6 +76,15 @@ void update_increment(const Launch& l, float* inc, const float* grad, int64_t si
   if (size <= 0) return;
   increment_kernel<<<grid_for(size), kThreads, 0, l.stream>>>(inc, grad, size, eps, mom);
   check_launch(l, "increment_kernel");
+}
+
+void update_super_increment(const Launch& l, float* inc, const float* grad, float* gavg, float* g2avg, int64_t size,
+                            float eps, float mom, float super_eps) {
+  if (size <= 0) return;
+  const float keep = 1.0f - mom;  // one float scalar, as the CPU computes it
+  super_increment_kernel<<<grid_for(size), kThreads, 0, l.stream>>>(inc, grad, gavg, g2avg, size, eps, mom, keep,
+                                                                     super_eps);
+  check_launch(l, "super_increment_kernel");
 }
 
 void update_decay_and_step(const Launch& l, float* w, float* inc, int64_t size, float eps, float wc) {

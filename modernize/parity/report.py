@@ -43,6 +43,9 @@ class ParityReport:
     metrics: list[Metric] = field(default_factory=list)
     flips: dict[str, int] = field(default_factory=dict)  # layer -> gradient positions moved by a gate flip
     notes: list[str] = field(default_factory=list)       # what was changed to make the run comparable
+    # layer -> what it reconstructs (behaviour whose 2012 kernel was never published, compared like
+    # any other layer: original/reconstructions.py)
+    reconstructions: dict[str, str] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -83,6 +86,7 @@ class ParityReport:
             "layers": self.layers,
             "gate_flips": self.flips,
             "notes": self.notes,
+            "reconstructions": self.reconstructions,
             "metrics": [_jsonable(asdict(m)) for m in self.metrics],
         }
 
@@ -149,6 +153,9 @@ def report_markdown(report: ParityReport) -> str:
     if report.flips:
         lines += ["", "Gate flips (gradient positions moved by a near-tie decided differently): " +
                   ", ".join(f"{k}: {v}" for k, v in report.flips.items())]
+    if report.reconstructions:
+        lines += ["", "Reconstructions (the 2012 kernel was never published; compared like any other layer):", ""]
+        lines += [f"- `{name}`: {text}" for name, text in report.reconstructions.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -232,6 +239,11 @@ def report_html(report: ParityReport) -> str:
         f"<td class='l'>{'pass' if m.passed else 'FAIL'}</td></tr>" for m in _ordered(report))
     table = ("<table id='metrics'><tr><th>layer</th><th>quantity</th><th>class</th><th>max abs</th><th>max rel</th>"
              "<th>cosine</th><th>atol</th><th>rtol</th><th>tol used</th><th>verdict</th></tr>" + rows + "</table>")
+    if report.reconstructions:
+        head += ("<p>Reconstructions (the 2012 kernel was never published; compared like any other layer):</p><ul>"
+                 + "".join(f"<li><code>{e(name)}</code>: {e(text)}</li>"
+                           for name, text in report.reconstructions.items())
+                 + "</ul>")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>parity {e(Path(report.network).name)}"
             f"</title><style>{_CSS}</style></head><body>{head}{plots}<h2>All comparisons</h2>{table}</body></html>\n")
 
@@ -262,7 +274,8 @@ def summary_text(report: ParityReport) -> str:
         if m is None:
             continue
         lines.append(f"  {'ok  ' if m.passed else 'FAIL'} {name:24s} worst {m.quantity:22s} [{m.kind}] "
-                     f"max rel {_fmt(m.max_rel)}, {_fmt(m.tolerance_used)}x tolerance")
+                     f"max rel {_fmt(m.max_rel)}, {_fmt(m.tolerance_used)}x tolerance"
+                     + (" (reconstruction)" if name in report.reconstructions else ""))
     first = report.first_divergence
     lines.append("all within tolerance" if first is None else
                  f"first diverging layer: {first.layer} ({first.quantity}, max rel {_fmt(first.max_rel)})")

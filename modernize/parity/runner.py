@@ -15,7 +15,8 @@ dropout masks and nrelu noise (drawn by the port, injected into the engine with
   layers below a gate that the two forwards decided differently (a max-pool near-tie,
   a relu at ~0) are judged by relative Frobenius error, as tests/test_port.py does;
 * ``step<k>:weights[i]``, ``step<k>:biases``: weights after k steps of the engine's
-  ``train_step`` and of the port's ``ReleaseSGD``.
+  ``train_step`` and of the port's ``ReleaseSGD`` (with ``update_freq`` F > 1, the driver's
+  ``--wupdate-freq``, a step is a minibatch and the weights move on every F-th).
 
 The engine's gradients are read from a gradient configuration (every rate 1, momentum
 and decay 0: the increment is G; ``gradcheck._gradient_config``). Each comparison is
@@ -36,6 +37,7 @@ from ...errors import ReplayError
 from ...gradcheck import _gradient_config
 from ...original.layers import Network
 from ...original.params import Schedule
+from ...original.reconstructions import by_layer, reconstructions, with_transfers
 from ...original.shownet import load as load_config
 from .. import port
 from ..port.ops import _exact_pad
@@ -177,6 +179,46 @@ def gate_flips(config, engine: EngineNet, out, cases: int) -> dict[str, np.ndarr
     return {k: v for k, v in flips.items() if v.any()}
 
 
+def _half(a: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return np.asarray(a, np.float32).astype(np.float16).astype(np.float32)
+
+
+def rounding_flips(config, engine: EngineNet, out, cases: int,
+                   grads: dict[str, np.ndarray] | None = None) -> tuple[set[str], dict[str, np.ndarray]]:
+    """Where a half-precision transfer (a quant layer, §6, a reconstruction: docs/fidelity.md)
+    rounded the two sides' values to different halves. Rounding is a step: two inputs an ulp
+    apart (a conv below, "gemm" class) can round 2^-11 apart. Returns the quant layers whose
+    forward did so (every value above them, and so every gradient, then differs by more than
+    rounding) and, when `grads` gives the port's -dE/d(output) of the quant layers (engine
+    layout), {producer: positions whose gradient a differently rounded quantB moved}, as
+    gate_flips returns them. `out`: the port's outputs (any device)."""
+    forward: set[str] = set()
+    backward: dict[str, np.ndarray] = {}
+    for layer in config.layers.values():
+        if layer.type != "quant":
+            continue
+        if layer.attrs["quantF"] == "half":
+            yp = port.to_engine_acts(out[layer.name].detach().cpu().reshape(cases, -1)).numpy()
+            if not np.array_equal(engine.acts(layer.name), yp):
+                forward.add(layer.name)
+        if layer.attrs["quantB"] == "half" and grads is not None and layer.name in grads:
+            moved = _half(engine.acts_grad(layer.name)) != _half(grads[layer.name])
+            if moved.any():
+                src = layer.inputs[0]
+                backward[src] = backward.get(src, np.zeros_like(moved)) | moved
+    return forward, backward
+
+
+def layers_above(config, names) -> set[str]:
+    """`names` and every layer fed by one of them, directly or through others."""
+    above = set(names)
+    for layer in config.layers.values():  # execution order: inputs come first
+        if any(i in above for i in layer.inputs):
+            above.add(layer.name)
+    return above
+
+
 # ---------------------------------------------------------------------------
 # Faults: a deliberate error in one layer of the port, to show the report finds it
 
@@ -246,16 +288,18 @@ def _device(device: str) -> torch.device:
 
 def run_parity(layers, params=None, image_size=None, minibatch: int = 4, steps: int = 3, seed: int = 0,
                device: str = "cpu", fault: str | None = None, *, lenient: bool = False,
-               rescale: bool = True) -> ParityReport:
+               rescale: bool = True, update_freq: int = 1) -> ParityReport:
     """Compare engine and port on one network; see the module docstring.
 
     `layers`/`params`: definition and parameter files (or a bundled name such as
     ``cifar-18pct``), or a parsed :class:`Network` as `layers` (then `params` is ignored).
     `rescale`: weights N(0, 1/fan-in) instead of the file's initW, so signals are of
-    order 1 in every layer and relative errors mean something.
+    order 1 in every layer and relative errors mean something. `update_freq`: both sides
+    accumulate the gradients of that many steps per update (engine.md §4.2 wupdate_freq).
     """
-    if minibatch < 1 or steps < 0:
-        raise ReplayError(f"minibatch must be >= 1 and steps >= 0 (got {minibatch}, {steps})")
+    if minibatch < 1 or steps < 0 or update_freq < 1:
+        raise ReplayError(f"minibatch and update_freq must be >= 1 and steps >= 0 (got {minibatch}, "
+                          f"{update_freq}, {steps})")
     dev = _device(device)
     if isinstance(layers, Network):
         config = layers
@@ -265,10 +309,14 @@ def run_parity(layers, params=None, image_size=None, minibatch: int = 4, steps: 
     if config.params_path is None:
         raise ReplayError(f"{config.path}: parity needs the layer-parameter file too")
     config, quiet = _without_rate_noise(config)
+    if update_freq > 1:
+        quiet = quiet + [f"update_freq {update_freq}: gradients of {update_freq} steps per update"]
+    config = with_transfers(config)  # the quant layers engine and port both run (§6), compared like the rest
     parsed_fault = _parse_fault(fault, config)
     tol = tolerances(str(dev))
     report = ParityReport(str(config.path), str(config.params_path), tuple(config.profile.image), minibatch, steps,
-                          seed, str(dev), fault, list(config.layers), notes=quiet)
+                          seed, str(dev), fault, list(config.layers), notes=quiet,
+                          reconstructions=by_layer(reconstructions(config)))
     saved = (torch.are_deterministic_algorithms_enabled(), torch.get_default_dtype())
     torch.use_deterministic_algorithms(True)
     torch.set_default_dtype(torch.float32)
@@ -277,7 +325,7 @@ def run_parity(layers, params=None, image_size=None, minibatch: int = 4, steps: 
         with torch.random.fork_rng(devices=[]):
             _gradients(report, config, minibatch, seed, dev, parsed_fault, tol, drawn)
             if steps:
-                _training(report, config, minibatch, seed, steps, dev, parsed_fault, tol, drawn)
+                _training(report, config, minibatch, seed, steps, dev, parsed_fault, tol, drawn, update_freq)
     finally:
         torch.use_deterministic_algorithms(saved[0])
         torch.set_default_dtype(saved[1])
@@ -422,10 +470,18 @@ def _gradients(report: ParityReport, cfg: Network, cases: int, seed: int, dev, f
             add(measure(port.weight_to_engine(layer, i, g, copy=False), _engine_weight_grad(engine, layer, i),
                         "grad-gemm", layer.name, f"weight_grad[{i}]", tol))
 
-    # End to end, with the gate flips of tests/test_port.py's check_end_to_end.
+    # End to end, with the gate flips of tests/test_port.py's check_end_to_end, and the half
+    # roundings of quant layers decided differently (rounding_flips): above a forward one every
+    # value and every gradient differs by more than rounding, and is judged like a rerouted gate.
     flips = gate_flips(cfg, engine, out, cases)
+    rounded, moved = rounding_flips(cfg, engine, out, cases,
+                                    {name: g.detach().cpu().numpy() for name, g in grads.acts_grad.items()})
+    for name, m in moved.items():
+        flips[name] = flips.get(name, np.zeros_like(m)) | m
     report.flips = {name: int(m.sum()) for name, m in flips.items()}
-    below = layers_below(cfg, flips)
+    report.flips.update({f"{name} (half rounding)": 1 for name in sorted(rounded)})
+    below = set(cfg.layers) if rounded else layers_below(cfg, flips)
+    above = layers_above(cfg, rounded)
 
     def grad_metric(actual, expected, diffuse: bool, layer: str, quantity: str, mask=None) -> Metric:
         if diffuse:
@@ -436,10 +492,15 @@ def _gradients(report: ParityReport, cfg: Network, cases: int, seed: int, dev, f
         if layer.type == "data":
             continue
         if layer.is_cost:
-            add(measure(out[layer.name][:1], engine.costs()[layer.name][:1], "e2e-cost", layer.name,
-                        "forward_e2e", tol))
+            cost = (out[layer.name][:1].detach().cpu().numpy(), np.asarray(engine.costs()[layer.name][:1]))
+            add(measure_rerouted(*cost, layer.name, "forward_e2e", tol) if layer.name in above else
+                measure(*cost, "e2e-cost", layer.name, "forward_e2e", tol))
             continue
-        add(measure(acts(out[layer.name]), engine.acts(layer.name), "e2e-forward", layer.name, "forward_e2e", tol))
+        if layer.name in above:
+            add(measure_rerouted(acts(out[layer.name]), engine.acts(layer.name), layer.name, "forward_e2e", tol))
+        else:
+            add(measure(acts(out[layer.name]), engine.acts(layer.name), "e2e-forward", layer.name, "forward_e2e",
+                        tol))
         if needs_grad(layer.name) and not takes_fused_gradient(cfg, layer.name):
             add(grad_metric(grads.acts_grad[layer.name].cpu(), engine.acts_grad(layer.name), layer.name in below,
                             layer.name, "backward_e2e", flips.get(layer.name)))
@@ -467,16 +528,17 @@ def _with_ancestors(cfg: Network, flips) -> set[str]:
 
 
 def _training(report: ParityReport, cfg: Network, cases: int, seed: int, steps: int, dev, fault, tol,
-              rescale) -> None:
+              rescale, update_freq: int = 1) -> None:
     """K steps: the port's ReleaseSGD on its summed loss vs the engine's train_step."""
-    engine = EngineNet(cfg, cases, seed, dev.type, init_weights=rescale is None)  # cuda: CUDA engine
+    engine = EngineNet(cfg, cases, seed, dev.type, init_weights=rescale is None,  # cuda: CUDA engine
+                       update_freq=update_freq)
     if rescale is not None:
         rescale_weights(engine, seed + 100, rescale)
     mod = _port_module(cfg, seed, fault, dev)
     port.load_engine_weights(mod, engine)
     mod.to(dev)
     start = {k: v.clone() for k, v in mod.state_dict().items()}
-    opt = port.ReleaseSGD.for_module(mod)
+    opt = port.ReleaseSGD.for_module(mod, update_freq=update_freq, minibatch=cases)
     mod.generator = torch.Generator().manual_seed(seed + 400)
     progress = [k / max(steps, 1) for k in range(steps)]
     rerouted: set[str] = set()  # layers whose G, in some step so far, held a gate flip's element
@@ -487,14 +549,25 @@ def _training(report: ParityReport, cfg: Network, cases: int, seed: int, steps: 
         port.masks_to_engine(mod, engine)
         engine.train_step(engine_data, progress=p)
         flips = gate_flips(cfg, engine, out, cases)  # the engine's acts are still this step's
+        rounded, _ = rounding_flips(cfg, engine, out, cases)
         for name, m in flips.items():
             report.flips[f"step{step}:{name}"] = int(m.sum())
         rerouted |= _with_ancestors(cfg, flips)
-        if diverged:  # an earlier flip moved weights by more than rounding: every layer is off now
+        if diverged or rounded:  # an earlier flip, or a half rounding now, moves every layer by more than rounding
             rerouted |= set(cfg.layers)
-        diverged = diverged or bool(flips)
+        diverged = diverged or bool(flips) or bool(rounded)
         opt.zero_grad()
+        quants = [l.name for l in cfg.layers.values() if l.type == "quant" and out[l.name].requires_grad]
+        for name in quants:
+            out[name].retain_grad()
         mod.objective(out).backward()
+        _, moved = rounding_flips(cfg, engine, out, cases, {  # the engine's -dE/dy; the port's is -grad
+            name: port.to_engine_acts(-out[name].grad.detach().cpu().reshape(cases, -1)).numpy()
+            for name in quants if out[name].grad is not None})
+        for name, m in moved.items():
+            report.flips[f"step{step}:{name}"] = report.flips.get(f"step{step}:{name}", 0) + int(m.sum())
+        rerouted |= _with_ancestors(cfg, moved)
+        diverged = diverged or bool(moved)
         opt.set_progress(p, z=0.0)
         opt.step(cases)
         state = mod.state_dict()

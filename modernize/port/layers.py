@@ -25,9 +25,10 @@ from torch import Tensor
 
 from ...errors import ReplayError
 from ...original.layers import Layer, parse_neuron
-from .ops import (_Crossent2, _EltMax, _FusedLogistic, _FusedSoftmax, _logreg_costs, _Msm, _neuron, _Tica, blur,
-                  cross_map_norm, eltmax_forward, neuron_forward, pool2d, pool_forward, resize, rgb2lab, rgb2yuv,
-                  rscale, rscale_check_draw, rscale_draw, safelog, spatial_norm)
+from .ops import (_Crossent2, _EltMax, _FusedLogistic, _FusedSoftmax, _logreg_costs, _Msm, _neuron, _Quant, _Tica,
+                  blur, check_rand_picks, cross_map_norm, eltmax_forward, half_round, neuron_forward, pool2d,
+                  pool_forward, rand_pool, rand_pool_picks, resize, rgb2lab, rgb2yuv, rscale, rscale_check_draw,
+                  rscale_draw, safelog, spatial_norm)
 
 if TYPE_CHECKING:  # annotations only: network.py imports this module to run the layers
     from .network import ReleaseNet
@@ -38,7 +39,8 @@ class Step:
     """What one forward pass gives every layer."""
 
     train: bool
-    # hs masks to replay, and rscale draws (s, factor, crop_y, crop_x, §3.22), by layer
+    # hs masks to replay, rscale draws (s, factor, crop_y, crop_x, §3.22), and the picks of
+    # pool=rand layers without doMax (§3.6, a reconstruction), by layer
     masks: dict[str, Tensor] = field(default_factory=dict)
     noise: dict[str, Tensor] = field(default_factory=dict)  # nrelu noise to replay, by layer
     # The layer is one of a fused pair (network.fused_cost): a softmax or logistic that
@@ -148,22 +150,50 @@ def _treefc(net: ReleaseNet, layer: Layer, xs: list, step: Step) -> Tensor:
 
 # ---- pool (§3.6), norms (§3.8–§3.10) -------------------------------------------------------------
 
-def _check_pool(layer: Layer) -> None:
-    if layer.attrs["pool"] == "rand" and not layer.params.get("doMax"):
-        raise ReplayError(f"layer '{layer.name}': pool=rand without doMax uses a kernel that was never "
-                          "published (engine.md §3.6); only doMax=1 (max pooling) is supported")
+def _random_pool(layer: Layer) -> bool:
+    """pool=rand without doMax: the reconstruction (rand with doMax is max pooling, §3.6)."""
+    return layer.attrs["pool"] == "rand" and not layer.params.get("doMax")
 
 
 def _pool_args(layer: Layer, xs: list) -> tuple:
     a = layer.attrs
-    kind = "max" if a["pool"] == "rand" else a["pool"]  # rand reaches here only with doMax: max pooling
+    kind = "max" if a["pool"] == "rand" else a["pool"]  # rand with doMax: max pooling
     return _image(xs[0], a["channels"], a["imgSize"]), kind, a["sizeX"], a["stride"], a["start"], a["outputsX"]
 
 
-@port_layer("pool", "pool", "grad-sum", check=_check_pool,
-            inference=lambda layer, xs: pool_forward(*_pool_args(layer, xs)))
+def _pool_inference(layer: Layer, xs: list) -> Tensor:
+    if _random_pool(layer):
+        raise ReplayError(f"layer '{layer.name}': pool=rand without doMax draws a pixel per window in every "
+                          "pass (engine.md §3.6); an exported graph holds no such draw")
+    return pool_forward(*_pool_args(layer, xs))
+
+
+@port_layer("pool", "pool", "grad-sum", inference=_pool_inference)
 def _pool(net: ReleaseNet, layer: Layer, xs: list, step: Step) -> Tensor:
-    return pool2d(*_pool_args(layer, xs))
+    if not _random_pool(layer):
+        return pool2d(*_pool_args(layer, xs))
+    # §3.6 pool=rand without doMax, a reconstruction (original/reconstructions.py): one pick per
+    # window, channel and case in every pass, given in step.masks or drawn, kept in net.last_masks
+    x, _, size, stride, start, ox = _pool_args(layer, xs)
+    side = x.shape[-1]
+    picks = step.masks.get(layer.name)
+    if picks is None:
+        u = net._draw(torch.rand, torch.zeros(x.shape[0], x.shape[1], ox, ox, dtype=x.dtype, device=x.device))
+        picks = rand_pool_picks(u, side, size, stride, start, ox)
+    else:
+        picks = picks.detach().reshape(x.shape[0], x.shape[1], ox, ox).to(x)
+        check_rand_picks(layer.name, picks, side, size, stride, start, ox)
+    net.last_masks[layer.name] = picks
+    return rand_pool(x, picks, size, stride, start, ox)
+
+
+@port_layer("quant", "copy", "grad-copy",
+            inference=lambda layer, xs: half_round(xs[0]) if layer.attrs["quantF"] == "half" else xs[0])
+def _quant(net: ReleaseNet, layer: Layer, xs: list, step: Step) -> Tensor:
+    """§6, quantF/quantB = half across gpus, a reconstruction: the copy a consumer on another gpu
+    reads (inserted by original/reconstructions.py's with_transfers)."""
+    a = layer.attrs
+    return _Quant.apply(xs[0], a["quantF"] == "half", a["quantB"] == "half")
 
 
 @port_layer("rnorm", "norm", "grad-exp")

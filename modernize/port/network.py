@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from ...errors import ReplayError
 from ...original.layers import Layer, Network
+from ...original.reconstructions import with_transfers
 from .convert import WEIGHT_TYPES, _conv_geoms, bias_shape, weight_from_engine, weight_shape
 from .layers import LAYERS, Step
 from .ops import _local
@@ -81,6 +82,7 @@ class ReleaseNet(nn.Module):
     def __init__(self, config: Network, conns: Mapping[str, Sequence[Sequence[int] | None]] | None = None,
                  seed: int = 0, init: bool = True) -> None:
         super().__init__()
+        config = with_transfers(config)  # quantF/quantB = half across gpus: quant layers (§6, as engine.py)
         self.config = config
         self.generator: torch.Generator | None = None  # for masks and noise the caller does not give
         self.last_masks: dict[str, Tensor] = {}

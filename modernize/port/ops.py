@@ -395,6 +395,72 @@ def pool2d(x: Tensor, kind: str, size: int, stride: int, start: int, outputs_x: 
     raise ReplayError(f"unknown pool '{kind}' (max, maxabs, avg)")
 
 
+def _window_starts(start: int, out: int, stride: int) -> list[int]:
+    """First in-image row (or column) of each clipped window along one axis (§3.6)."""
+    return [max(start + o * stride, 0) for o in range(out)]
+
+
+def rand_pool_areas(side: int, size: int, stride: int, start: int, outputs_x: int) -> Tensor:
+    """(OX, OX) in-image pixel counts of the clipped windows of pool=rand (§3.6)."""
+    counts = torch.tensor(_clipped_counts(start, outputs_x, size, stride, side), dtype=torch.long)
+    return counts.view(-1, 1) * counts.view(1, -1)
+
+
+def rand_pool_picks(u: Tensor, side: int, size: int, stride: int, start: int, outputs_x: int) -> Tensor:
+    """Picks from uniforms u in [0, 1) of shape (N, C, OX, OX): floor(u * area), at most
+    area - 1, as the engine maps its draws (op_params.h pool_rand_pick). Float, like a mask."""
+    area = rand_pool_areas(side, size, stride, start, outputs_x).to(u.device)
+    k = torch.floor(u.to(torch.float64) * area).to(torch.long)
+    return torch.minimum(k, area - 1).to(u.dtype)
+
+
+def check_rand_picks(name: str, picks: Tensor, side: int, size: int, stride: int, start: int,
+                     outputs_x: int) -> None:
+    """Injected picks must be whole numbers in [0, window area): the engine's check_pool_picks."""
+    area = rand_pool_areas(side, size, stride, start, outputs_x).to(picks.device)
+    ok = (picks >= 0) & (picks < area.to(picks.dtype)) & (picks == torch.floor(picks))
+    if not bool(ok.all()):
+        raise ReplayError(f"layer '{name}': picks must be whole numbers in [0, window area) "
+                          "(a pixel of each clipped window, raster order)")
+
+
+def rand_pool(x: Tensor, picks: Tensor, size: int, stride: int, start: int, outputs_x: int) -> Tensor:
+    """pool=rand without doMax (§3.6; the release's kernel was never published, this is the
+    project's reconstruction, original/reconstructions.py): of (N, C, S, S), the pixel at
+    position k = picks[n, c, oy, ox] of each clipped window in raster order (row k // width,
+    column k % width); backward max-undo against that value, as for max pooling."""
+    n, c, side = x.shape[0], x.shape[1], x.shape[-1]
+    k = picks.reshape(n, c, outputs_x, outputs_x).to(device=x.device, dtype=torch.long)
+    lo = torch.tensor(_window_starts(start, outputs_x, stride), device=x.device)
+    width = torch.tensor(_clipped_counts(start, outputs_x, size, stride, side), device=x.device)
+    iy = lo.view(-1, 1) + k // width.view(1, -1)
+    ix = lo.view(1, -1) + k % width.view(1, -1)
+    with torch.no_grad():
+        y = x.reshape(n, c, -1).gather(2, (iy * side + ix).reshape(n, c, -1)).view(n, c, outputs_x, outputs_x)
+    xp = _exact_pad(x, start, outputs_x, size, stride, float("nan"))
+    return _MaxUndo.apply(xp, y, size, stride)
+
+
+def half_round(x: Tensor) -> Tensor:
+    """x rounded to IEEE half precision (round to nearest even) and back: §6's quantizer as
+    the project reconstructs it (op_params.h round_to_half)."""
+    return x.to(torch.float16).to(x.dtype)
+
+
+class _Quant(torch.autograd.Function):
+    """The quant layer (§6, quantF/quantB = half across gpus; a reconstruction): forward
+    rounds x to half when `forward_half`, backward rounds dY when `backward_half`."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, forward_half: bool, backward_half: bool) -> Tensor:
+        ctx.backward_half = backward_half
+        return half_round(x) if forward_half else x.clone()
+
+    @staticmethod
+    def backward(ctx, dy: Tensor):
+        return (half_round(dy) if ctx.backward_half else dy), None, None
+
+
 def cross_map_norm(x: Tensor, size: int, alpha: float, beta: float, min_div: float = 1.0,
                    blocked: bool = False) -> Tensor:
     """§3.9 cmrnorm: x * (minDiv + alpha * sum of squares over the channel window)^(-beta);

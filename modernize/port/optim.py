@@ -1,8 +1,10 @@
-"""The release's update rule as a torch optimizer (engine.md §4.2, §4.3).
+"""The release's update rule as a torch optimizer (engine.md §4.2, §4.3, §4.4).
 
 :class:`ReleaseSGD` applies §4.2 from ``param.grad`` (the port's summed loss, see
 convert.py on sign and scale), with the rate schedules of §4.3
-(:func:`schedule_rate`) and the weight constraints of §3.2/§3.4.
+(:func:`schedule_rate`), the weight constraints of §3.2/§3.4, the experimental
+superEps update of §4.4 and the driver's ``--wupdate-freq`` (§4.2: accumulation
+over several minibatches).
 :func:`release_param_groups` reads one group per matrix and per bias from the
 layer-parameter file.
 """
@@ -72,13 +74,15 @@ def release_param_groups(module: ReleaseNet) -> list[dict]:
         if "epsW" not in p:
             raise ReplayError(f"layer '{layer.name}': the optimizer needs its learning parameters "
                               "(give the layer-parameter file)")
-        if p.get("superEps", 0.0) > 0:
-            raise ReplayError(f"layer '{layer.name}': superEps (engine.md §4.4) is not implemented")
+        super_eps = max(float(p.get("superEps", 0.0)), 0.0)  # §4.4: the weight matrices only, as the engine
+        if super_eps > 0 and layer.type == "treefc":
+            raise ReplayError(f"layer '{layer.name}': superEps: treefc's node-wise update (engine.md §3.3) has no "
+                              "superEps form; set superEps=0")
         mod = module.weight_layer(layer.name)
         for i, src in enumerate(layer.weight_sources):
             if src is None:
                 groups.append({"params": [mod.weight[i]], "name": f"{layer.name}.weight.{i}", "kind": layer.type,
-                               "eps": p["epsW"][i], "mom": p["momW"][i], "wc": p["wc"][i],
+                               "eps": p["epsW"][i], "mom": p["momW"][i], "wc": p["wc"][i], "super_eps": super_eps,
                                "schedule": _schedule_args(p["schedW"]), "wball": p["wballNormed"][i],
                                "norm_min": p.get("wcNormMin", [0.0] * (i + 1))[i],
                                "norm_max": p.get("wcNormMax", [0.0] * (i + 1))[i]})
@@ -107,6 +111,23 @@ class ReleaseSGD(torch.optim.Optimizer):
     ``wcNormMin/Max``). A treefc matrix takes its own node-wise rule (§3.3): node u with
     n_u leaves below it uses eps/n_u and wc/n_u, ``inc <- mom*inc + eps_u*(G - wc_u*W)``.
 
+    A weight matrix whose layer has ``superEps`` > 0 (group key ``super_eps``) takes §4.4's
+    increment instead, as written (hard-coded 0.9; Gavg where Gavg² was meant; superMom
+    unused), with state ``gavg`` and ``g2avg`` starting at zero::
+
+        gavg  <- mom * gavg  + (1 - mom) * G
+        g2avg <- mom * g2avg + (1 - mom) * G*G
+        inc   <- 0.9 * inc + (eps * G) / sqrt(g2avg - gavg + superEps)
+
+    NaN where the root's argument is negative, as float arithmetic gives (no guard).
+
+    ``update_freq`` F > 1 (the driver's ``--wupdate-freq``, §4.2): :meth:`step` is called
+    once per minibatch and G is divided by N = F x ``minibatch`` (nominal). fc and local
+    matrices without superEps fold each minibatch's ``eps*G`` into ``inc`` as the engine's
+    GEMM does (momentum on the first minibatch only); the others (conv, treefc, biases,
+    superEps) sum G in state ``grad``. Decay, step and constraints (and, for the summed G,
+    the increment) happen on every F-th call; :attr:`accumulated` counts the calls between.
+
     The learning rate sits inside the momentum term and the decay is
     multiplied by it; with the mean loss L = E/N this is ``v <- mu v - eps dL/dw -
     eps wc w; w <- w + v``, the paper's rule. torch.optim.SGD (``v <- mu v + g + wc w;
@@ -120,16 +141,23 @@ class ReleaseSGD(torch.optim.Optimizer):
     """
 
     def __init__(self, params: Iterable[Any], eps: float = 0.01, mom: float = 0.9, wc: float = 0.0,
-                 schedule: dict | None = None) -> None:
+                 schedule: dict | None = None, *, update_freq: int = 1, minibatch: int | None = None) -> None:
         defaults = {"eps": eps, "mom": mom, "wc": wc, "schedule": schedule or {"kind": "default"},
-                    "wball": 0.0, "norm_min": 0.0, "norm_max": 0.0, "kind": "other", "name": ""}
+                    "wball": 0.0, "norm_min": 0.0, "norm_max": 0.0, "kind": "other", "name": "", "super_eps": 0.0}
         super().__init__(params, defaults)
         for group in self.param_groups:
             group.setdefault("lr", _f32(group["eps"]))
+        if update_freq < 1:
+            raise ValueError(f"update_freq must be >= 1 (got {update_freq})")
+        if update_freq > 1 and (minibatch is None or minibatch < 1):
+            raise ValueError("update_freq > 1 needs the nominal minibatch size (N = update_freq x minibatch)")
+        self.update_freq = update_freq
+        self.minibatch = minibatch
+        self.accumulated = 0  # minibatches summed since the last applied update (0 ... update_freq - 1)
 
     @classmethod
-    def for_module(cls, module: ReleaseNet) -> "ReleaseSGD":
-        return cls(release_param_groups(module))
+    def for_module(cls, module: ReleaseNet, *, update_freq: int = 1, minibatch: int | None = None) -> "ReleaseSGD":
+        return cls(release_param_groups(module), update_freq=update_freq, minibatch=minibatch)
 
     def set_progress(self, progress: float, z: float | Mapping[str, float] | torch.Generator | None = None) -> None:
         """Rates of the coming steps at schedule progress p (§4.3). Noise draws z ~ N(0,1):
@@ -150,18 +178,25 @@ class ReleaseSGD(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, cases: int, closure=None):  # type: ignore[override]
+        """One minibatch of `cases` cases; the update is applied on every update_freq-th call."""
         if cases < 1:
             raise ValueError(f"cases must be >= 1 (got {cases})")
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        scale = _f32(-1.0 / cases)
+        first = self.accumulated == 0
+        due = self.accumulated + 1 >= self.update_freq
+        self.accumulated = 0 if due else self.accumulated + 1
+        # §1.5: N is the minibatch's cases, or F x the nominal minibatch size when F > 1
+        scale = _f32(-1.0 / (cases if self.update_freq == 1 else self.update_freq * self.minibatch))
         for group in self.param_groups:
             if group["eps"] <= 0:
                 continue  # §4.2: a matrix with base rate 0 gets no gradient and no update
             eps, mom, wc = group["lr"], _f32(group["mom"]), _f32(group["wc"])
+            super_eps = _f32(group.get("super_eps", 0.0))
             decay = _f32(np.float32(-wc) * np.float32(eps))
+            folds = group.get("kind") in ("fc", "local") and super_eps <= 0  # the engine's non-useGrad path
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -169,21 +204,48 @@ class ReleaseSGD(torch.optim.Optimizer):
                 if "inc" not in state:
                     state["inc"] = torch.zeros_like(p)
                 inc = state["inc"]
-                if "leaf_counts" in group:  # treefc (§3.3): inc <- mom*inc + eps_u*(G - wc_u*W), W += inc
-                    n = group["leaf_counts"].to(p.device)
-                    eps_u = torch.tensor(eps, dtype=torch.float32, device=p.device) / n
-                    wc_u = torch.tensor(wc, dtype=torch.float32, device=p.device) / n
-                    inc.mul_(mom).add_(eps_u * (p.grad * scale - wc_u * p))
-                    p.add_(inc)
-                    continue
                 g = p.grad * scale                       # G = -(1/N) dE/dW
-                g.mul_(eps)                              # separate roundings, as the engine's kernel:
-                inc.mul_(mom).add_(g)                    # inc*mom, G*eps, their sum (in place, no FMA)
+                if folds:                                # fc, local: inc <- mom*inc + eps*G in backward,
+                    g.mul_(eps)                          # separate roundings, as the engine's kernel:
+                    inc.mul_(mom if first else 1.0).add_(g)  # inc*mom, G*eps, their sum (no FMA)
+                    if not due:
+                        continue
+                else:                                    # the useGrad path: G summed over the minibatches
+                    if not first and "grad" in state:
+                        g = state["grad"].add_(g)
+                    state["grad"] = g
+                    if not due:
+                        continue
+                    if "leaf_counts" in group:  # treefc (§3.3): inc <- mom*inc + eps_u*(G - wc_u*W), W += inc
+                        n = group["leaf_counts"].to(p.device)
+                        eps_u = torch.tensor(eps, dtype=torch.float32, device=p.device) / n
+                        wc_u = torch.tensor(wc, dtype=torch.float32, device=p.device) / n
+                        inc.mul_(mom).add_(eps_u * (g - wc_u * p))
+                        p.add_(inc)
+                        continue
+                    if super_eps > 0:
+                        _super_increment(state, inc, g, eps, mom, super_eps)
+                    else:
+                        inc.mul_(mom).add_(g * eps)      # inc*mom, G*eps, their sum (no FMA)
                 if wc > 0:
-                    inc.add_(torch.mul(p, decay, out=g))
+                    inc.add_(p * decay)
                 p.add_(inc)
                 _constrain(p, group)
         return loss
+
+
+def _super_increment(state: dict, inc: Tensor, g: Tensor, eps: float, mom: float, super_eps: float) -> None:
+    """§4.4 as written, each operation rounded on its own as in the engine's kernel."""
+    if "gavg" not in state:
+        state["gavg"], state["g2avg"] = torch.zeros_like(g), torch.zeros_like(g)
+    keep = _f32(np.float32(1.0) - np.float32(mom))
+    gavg, g2avg = state["gavg"], state["g2avg"]
+    gavg.mul_(mom).add_(g * keep)
+    g2avg.mul_(mom).add_((g * g) * keep)
+    # the root in float64, rounded once to float32: the correctly rounded float sqrt of the
+    # engine's sqrtf (torch's float32 sqrt on the CPU can be an ulp off)
+    root = torch.sqrt(((g2avg - gavg) + super_eps).double()).float()
+    inc.mul_(_f32(0.9)).add_((g * eps) / root)
 
 
 def _constrain(p: Tensor, group: dict) -> None:

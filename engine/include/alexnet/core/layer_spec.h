@@ -47,6 +47,7 @@ struct LayerSpec {
   std::vector<Schedule> sched_w;
   int64_t bias_rows = 0, bias_cols = 0;
   float eps_b = 0.0f, mom_b = 0.0f;
+  float super_eps = 0.0f;  // §4.4: > 0 gives the layer's weight matrices the RMS-normalised update
   Schedule sched_b;
 
   // pool, nailbed, blur, href, norms, resize, rscale, rgb2yuv, rgb2lab, cost.tica: image geometry
@@ -80,6 +81,9 @@ struct LayerSpec {
   double max_scale = 1.0;
   int64_t tgt_size = 0;
   bool center = false;
+
+  // quant (§6, a reconstruction): round the forward copy / the returning gradient to half
+  bool half_forward = false, half_backward = false;
 
   // cost layers
   float coeff = 1.0f;

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <map>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -47,8 +48,35 @@ class Net {
   void set_progress(double progress) { plan_.schedule_rates(progress, rng_); }
 
   virtual void forward(PassType pass) = 0;  // returns with the costs on the host
+  // Runs again, after a forward, only `layer` and the layers that depend on it
+  // (the users of the matrices it owns, and every consumer of those, in
+  // execution order), with the last forward's pass: what a forward would give
+  // after a change to the layer's weights or biases, bit for bit, since each
+  // layer runs the same code on the same inputs (only this layer's matrices may
+  // have changed since that forward: new data, other weights or an update need a
+  // whole forward; a backward changes no output). The other layers' outputs and
+  // the costs of cost layers it does not reach stay as they were. For the
+  // gradient check (engine.md §8): one weight moves, the layers below it cannot
+  // change. It draws nothing: std::logic_error when a layer it would run holds
+  // drawn numbers (hs, pool=rand, nrelu, rscale) and inject_masks is false, or
+  // when no forward came after set_data.
+  virtual void forward_from(int layer) = 0;
   virtual void backward() = 0;
-  virtual void update() = 0;  // §4.2, with the rates of set_progress (the base rates until it is called)
+  // §4.2, with the rates of set_progress (the base rates until it is called).
+  // Called once per minibatch: with update_freq F > 1 it applies the update on
+  // every F-th call only, and the calls between count the minibatches whose
+  // gradients backward accumulated.
+  virtual void update() = 0;
+  // wupdate_freq F (§4.2, §1.5): gradients and increments accumulate over F
+  // minibatches, divided by F x the net's minibatch size, momentum applied on
+  // the first. Set between updates (std::invalid_argument otherwise, or F < 1).
+  void set_update_freq(int freq) { plan_.set_update_freq(freq); }
+  int update_freq() const { return plan_.update_freq; }
+  // Minibatches accumulated since the last applied update (0 ... F-1); with the
+  // weight and bias buffers (increments, gradients, superEps averages) the whole
+  // state of a run, so that a checkpoint taken mid-accumulation resumes exactly.
+  int accumulated() const { return plan_.accumulated; }
+  void set_accumulated(int minibatches) { plan_.set_accumulated(minibatches); }
   virtual void synchronize() {}  // waits for work a backend runs asynchronously (CUDA)
 
   // Costs of the last forward, per cost layer: logreg [sum -log p, top-1 errors,
@@ -99,6 +127,32 @@ class Net {
   PassType pass_ = PassType::Test;
   int64_t cases_ = 0;
   std::map<std::string, std::vector<double>> costs_;
+  bool forwarded_ = false;  // a forward ran since the last set_data (forward_from's precondition)
+
+  // forward_from's layers: 1 for `layer`, the users of its matrices and their
+  // consumers, transitively (inputs are always earlier layers, so one sweep).
+  // Checks the preconditions above.
+  std::vector<char> layers_from(int layer) const {
+    if (!forwarded_) throw std::logic_error("forward_from before forward");
+    const auto& layers = plan_.layers;
+    if (layer < 0 || layer >= num_layers()) throw std::out_of_range("forward_from: no layer " + std::to_string(layer));
+    std::vector<char> run(layers.size(), 0);
+    run[static_cast<size_t>(layer)] = 1;
+    for (size_t li = 0; li < layers.size(); ++li) {
+      const LayerPlan& L = layers[li];
+      for (int m : L.weights)
+        if (m >= 0 && plan_.matrices[static_cast<size_t>(m)].layer == layer) run[li] = 1;
+      for (int in : L.spec.inputs)
+        if (run[static_cast<size_t>(in)]) run[li] = 1;
+      // Whatever holds a drawn buffer (hs masks, pool=rand picks, nrelu noise, rscale's draws)
+      // may draw in this pass: refused unless injected, whatever the pass.
+      const bool draws = L.has_noise || L.draw_count > 0 || L.has_mask;
+      if (run[li] && draws && !inject_masks)
+        throw std::logic_error("forward_from: layer '" + L.spec.name +
+                               "' would draw new numbers; set inject_masks to hold the last draws");
+    }
+    return run;
+  }
 };
 
 }  // namespace alexnet

@@ -40,6 +40,9 @@ struct MatrixPlan {
   float eps_base = 0.0f, mom = 0.0f, wc = 0.0f, wball = 0.0f, norm_min = 0.0f, norm_max = 0.0f;
   Schedule sched;
   float eps = 0.0f;          // scheduled rate of the coming step (§4.3)
+  float super_eps = 0.0f;    // §4.4: > 0 (weight matrices only): the RMS-normalised update, from a gradient
+                             // buffer (has_grad) and the running averages Gavg, G2avg (buffer kinds
+                             // weight_gavg, weight_g2avg), instead of inc <- mom*inc + eps*G
   bool contributed = false;  // a gradient was formed in this backward (shared matrices add after the first)
   int64_t size() const { return rows * cols; }
 };
@@ -93,7 +96,7 @@ struct LayerPlan {
 
   // Buffers besides its output and output gradient, each (D, max_cases) floats.
   bool has_denoms = false, has_scratch = false, has_mean_diffs = false;
-  bool has_mask = false;   // hs
+  bool has_mask = false;   // hs; pool=rand without doMax: its picks (op_params.h pool_rand_pick)
   bool has_noise = false;  // nrelu
   bool has_blur_tmp = false;
   int64_t draw_count = 0;  // rscale: draws per pass, its "draws" buffer (1, draw_count)
@@ -105,10 +108,12 @@ struct LayerPlan {
 
 // The arrays a net exposes (engine.md §1.2, §1.3 layouts).
 enum class BufferKind {
-  Acts, ActsGrad, Weights, WeightInc, WeightGrad, Biases, BiasInc, BiasGrad, Mask, Noise, Draws
+  Acts, ActsGrad, Weights, WeightInc, WeightGrad, Biases, BiasInc, BiasGrad, Mask, Noise, Draws,
+  WeightGavg, WeightG2avg  // §4.4's running averages, (0, 0) unless the matrix has superEps > 0
 };
 // "acts", "acts_grad", "weights", "weight_inc", "weight_grad", "biases",
-// "bias_inc", "bias_grad", "mask", "noise", "draws"; throws std::invalid_argument otherwise.
+// "bias_inc", "bias_grad", "mask", "noise", "draws", "weight_gavg", "weight_g2avg";
+// throws std::invalid_argument otherwise.
 BufferKind buffer_kind(const std::string& name);
 const char* buffer_kind_name(BufferKind kind);
 
@@ -142,6 +147,33 @@ class Plan {
   std::vector<MatrixPlan> matrices;   // layer order; each layer's weights, then its bias
   std::vector<UpdateRule> update_rules;  // one per owned matrix, in matrices' order
   int64_t max_cases = 0;
+
+  // §4.2 wupdate_freq F (driver.md --wupdate-freq): gradients and increments
+  // accumulate over F minibatches and update() applies them on the F-th; the
+  // others only count. `accumulated` is how many minibatches the buffers hold
+  // since the last applied update (0 ... F-1): the state a checkpoint keeps.
+  int update_freq = 1;
+  int accumulated = 0;
+  // §1.5: the N that gradients are divided by: the minibatch's cases n when
+  // F = 1, else F x max_cases (the nominal minibatch size, even for a short one).
+  float grad_scale(int64_t n) const {
+    return 1.0f / static_cast<float>(update_freq > 1 ? static_cast<int64_t>(update_freq) * max_cases : n);
+  }
+  // Whether this backward starts an accumulation (always when F = 1): the first
+  // contribution to a matrix then overwrites its gradient, or applies momentum to
+  // its increment (fc, local); later ones add.
+  bool starts_accumulation() const { return accumulated == 0; }
+  // update()'s count: true when the update is due (the F-th minibatch), which
+  // restarts the count; false while the accumulation goes on.
+  bool update_due() {
+    if (++accumulated < update_freq) return false;
+    accumulated = 0;
+    return true;
+  }
+  // Checked setters (std::invalid_argument): F >= 1, set between updates
+  // (accumulated 0); 0 <= accumulated < F.
+  void set_update_freq(int freq);
+  void set_accumulated(int minibatches);
 
   int num_layers() const { return static_cast<int>(layers.size()); }
   // Throws std::out_of_range("no layer named '<name>'").
@@ -203,6 +235,9 @@ class ForwardDraws {
   void dropout_mask(float* out, int64_t count, float keep);
   // rscale (§3.22): count draws U in [0, 1), which rscale_draw (op_params.h) maps.
   void uniform(double* out, int64_t count);
+  // pool=rand without doMax (§3.6, a reconstruction): one pick per output element of
+  // n_cases cases, (C·OX·OX, n_cases) case fastest, in that order (op_params.h pool_rand_pick).
+  void pool_picks(const PoolParams& p, float* out, int64_t n_cases);
 
  private:
   std::mt19937_64& rng_;

@@ -15,6 +15,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <string_view>
 #include <vector>
 
@@ -85,8 +86,9 @@ void build_conv_feeds(const ConvParams& p, std::vector<int64_t>& feeds, std::vec
 
 // ---- pool (§3.6) --------------------------------------------------------------------
 
-// Stable numbering: never renumber (later code may store the value).
-enum class PoolKind : int32_t { kMax = 0, kMaxAbs = 1, kAvg = 2 };
+// Stable numbering: never renumber (later code may store the value). kRand is
+// pool=rand without doMax (rand with doMax is kMax): a reconstruction, see pool_rand_pick.
+enum class PoolKind : int32_t { kMax = 0, kMaxAbs = 1, kAvg = 2, kRand = 3 };
 
 // Output (oy, ox) pools rows [start + oy*stride, start + oy*stride + size_x) and
 // the same columns, both intersected with [0, img_size): windows are clipped at
@@ -104,6 +106,58 @@ struct PoolParams {
 // Sizes >= 1, and every clipped window keeps at least one in-image pixel (an
 // empty one would pool nothing: -2e38 for max, 0/0 for avg).
 void check_pool_params(const PoolParams& p);
+
+// In-image pixels of window (oy, ox): the clipped rows times the clipped columns.
+ALEXNET_HOST_DEVICE inline int64_t pool_window_side(const PoolParams& p, int64_t o) {
+  const int64_t first = p.start + o * p.stride;
+  const int64_t lo = first > 0 ? first : 0, hi = first + p.size_x < p.img_size ? first + p.size_x : p.img_size;
+  return hi - lo;
+}
+
+// pool=rand without doMax (§3.6: convLocalRandomPool, kernel not public; a
+// reconstruction, docs/fidelity.md): output (c, oy, ox, n) is the input pixel at
+// position k of its clipped window, raster order (row k / width, column k % width),
+// in every pass type. The picks k are a (C·OX·OX, N) matrix, case fastest, drawn
+// on the host from the net's generator (ForwardDraws::pool_picks: one U in [0, 1)
+// per output element, in that order, k = floor(U·area)) or injected. Backward is
+// max-undo against the chosen value (§3.6).
+ALEXNET_HOST_DEVICE inline int64_t pool_rand_pick(double u, int64_t area) {
+  const int64_t k = static_cast<int64_t>(u * static_cast<double>(area));
+  return k < area ? k : area - 1;
+}
+// Throws std::invalid_argument("picks: ...") unless every pick (C·OX·OX·n values,
+// case fastest) is a whole number in [0, area of its window).
+void check_pool_picks(const PoolParams& p, const float* picks, int64_t n_cases);
+
+// ---- quant (§6: quantF/quantB = half, a reconstruction) ----------------------------
+
+// x rounded to IEEE half precision (round to nearest, ties to even; subnormal halves
+// kept; beyond 65504 rounding gives ±inf; NaN stays NaN), back in float32. The
+// release's convQuantizeHalf was never published (§6); this is the rounding a
+// float -> half -> float transfer makes. Integer and float32 operations only, so the
+// CPU and CUDA kernels give the same bits.
+ALEXNET_HOST_DEVICE inline float round_to_half(float x) {
+  uint32_t u;
+  memcpy(&u, &x, sizeof u);
+  const uint32_t sign = u & 0x80000000u, a = u & 0x7fffffffu;
+  if (a >= 0x7f800000u) return x;  // inf, NaN
+  uint32_t r;
+  if (a >= 0x477ff000u) {  // >= 65520: rounds past the largest half (65504)
+    r = sign | 0x7f800000u;
+  } else if (a < 0x38800000u) {  // below 2^-14: subnormal halves, multiples of 2^-24
+    float m;
+    memcpy(&m, &a, sizeof m);
+    const float t = m + 0.5f;  // 0.5's ulp is 2^-24: the addition rounds to even for us
+    const float q = t - 0.5f;
+    memcpy(&r, &q, sizeof r);
+    r |= sign;
+  } else {  // normal: keep 10 of the 23 mantissa bits, ties to even
+    r = sign | ((a + 0x0fffu + ((a >> 13) & 1u)) & ~0x1fffu);
+  }
+  float y;
+  memcpy(&y, &r, sizeof y);
+  return y;
+}
 
 // ---- rnorm, cnorm, cmrnorm (§3.7–§3.10) ----------------------------------------------
 

@@ -27,6 +27,7 @@ namespace alexnet::cpu {
 // The storage of one weight matrix or bias (Plan::matrices has its parameters).
 struct MatrixStore {
   std::vector<float> w, inc, grad;
+  std::vector<float> gavg, g2avg;  // superEps's running averages (§4.4), matrices with superEps > 0 only
 };
 
 // The buffers of one layer (Plan::layers has the rest), (D, max_cases) each.
@@ -82,7 +83,11 @@ class LayerRun {
   // Weight layers: matrix i (or the bias) with its storage.
   MatrixPlan& weight_plan(size_t i) const { return plan_.matrices[static_cast<size_t>(layer.weights[i])]; }
   MatrixStore& weight(size_t i) const { return matrices_[static_cast<size_t>(layer.weights[i])]; }
-  const MatrixPlan& bias_plan() const { return plan_.matrices[static_cast<size_t>(layer.bias)]; }
+  MatrixPlan& bias_plan() const { return plan_.matrices[static_cast<size_t>(layer.bias)]; }
+  // 1/N for the weight gradients (§1.5: N = F x minibatch size when wupdate_freq F > 1).
+  float grad_scale() const { return plan_.grad_scale(n); }
+  // Whether this backward starts an accumulation over minibatches (§4.2 wupdate_freq).
+  bool starts_accumulation() const { return plan_.starts_accumulation(); }
   MatrixStore& bias() const { return matrices_[static_cast<size_t>(layer.bias)]; }
 
   // Matrix i (its weights, increment or gradient) and the biases as (rows, cols)
@@ -138,8 +143,9 @@ void weight_layer_forward(const LayerRun& r, Product product, AddBias add_bias) 
 // The backward of a weight layer: per input, acts(i, dx, st) into the input's
 // gradient when it wants one, then weights(i, first) when the matrix learns
 // (§4.2: a frozen matrix gets no gradient; `first` is false for the later uses
-// of a matrix shared through weightSource, which add to what the first formed);
-// then bias() when the bias learns.
+// of a matrix shared through weightSource, which add to what the first formed,
+// and for every minibatch after the first of a wupdate_freq accumulation);
+// then bias(first) when the bias learns.
 template <class Acts, class Weights, class Bias>
 void weight_layer_backward(const LayerRun& r, Acts acts, Weights weights, Bias bias) {
   for (size_t i = 0; i < r.spec().inputs.size(); ++i) {
@@ -150,11 +156,15 @@ void weight_layer_backward(const LayerRun& r, Acts acts, Weights weights, Bias b
     }
     MatrixPlan& w = r.weight_plan(i);
     if (w.eps_base <= 0.0f) continue;
-    const bool first = !w.contributed;
+    const bool first = !w.contributed && r.starts_accumulation();
     w.contributed = true;
     weights(i, first);
   }
-  if (r.bias_plan().eps_base > 0.0f) bias();
+  MatrixPlan& b = r.bias_plan();
+  if (b.eps_base <= 0.0f) return;
+  const bool first = !b.contributed && r.starts_accumulation();
+  b.contributed = true;
+  bias(first);
 }
 
 // The backward of a layer with one input: f(dx, st) when the input wants a gradient.

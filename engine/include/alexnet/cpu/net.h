@@ -29,6 +29,7 @@ class CpuNet final : public Net {
   std::map<std::string, std::string> info() const override;
   void set_data(int data_idx, const float* values, int64_t rows, int64_t cases) override;
   void forward(PassType pass) override;
+  void forward_from(int layer) override;
   void backward() override;
   void update() override;
   void download(BufferKind kind, int layer, int input, float* host) override;

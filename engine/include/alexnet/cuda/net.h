@@ -52,6 +52,7 @@ class CudaNet final : public Net {
   std::map<std::string, std::string> info() const override;
   void set_data(int data_idx, const float* values, int64_t rows, int64_t cases) override;
   void forward(PassType pass) override;  // returns with the costs on the host (synchronises)
+  void forward_from(int layer) override;  // as forward (synchronises)
   void backward() override;              // asynchronous
   void update() override;                // asynchronous
   void synchronize() override;           // waits for every device
@@ -74,6 +75,7 @@ class CudaNet final : public Net {
  private:
   struct State;
   std::unique_ptr<State> state_;
+  void run_layers(PassType pass, const std::vector<char>* only, ForwardDraws* draws);
 };
 
 }  // namespace alexnet::cuda

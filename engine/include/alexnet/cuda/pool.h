@@ -11,6 +11,9 @@
 namespace alexnet::cuda {
 
 void pool_fprop(const Launch& l, const PoolParams& p, ConstMatView x, MatView y, float scale_targets);
+// kRand: the picked pixel of each window; picks (C, OX, OX, N) DEVICE memory, checked.
+void pool_rand_fprop(const Launch& l, const PoolParams& p, ConstMatView x, const float* picks, MatView y,
+                     float scale_targets);
 void pool_bprop(const Launch& l, const PoolParams& p, ConstMatView x, ConstMatView y, ConstMatView dy,
                 MatView dx, float scale_targets);
 
