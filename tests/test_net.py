@@ -357,3 +357,42 @@ def test_injected_mask_of_a_short_last_minibatch_is_the_one_used(tmp_path):
     net.forward(data, train=True)
     drawn = net.mask("drop")
     assert drawn.shape == (7, 3) and np.array_equal(net.acts("drop"), net.acts("fc1_neuron") * drawn)
+
+
+def test_the_fc_row_step_is_the_weights_step(tmp_path, monkeypatch):
+    """check-grads moves an fc weight by adding h x (its input row) to its output row instead
+    of rerunning the product (gradcheck._fc_row_step): E after that equals E after moving the
+    weight and rerunning the layer, to float32 rounding of the row; and a wrong fc weight
+    gradient still fails the check."""
+    from alexnet_replay import gradcheck
+    from alexnet_replay.engine import EngineNet
+
+    (tmp_path / "net.cfg").write_text(SMALL_NET)
+    (tmp_path / "params.cfg").write_text(SMALL_PARAMS)
+    config, _ = load_config(tmp_path / "net.cfg", tmp_path / "params.cfg", image_size=(3, 4, 4))
+    net = EngineNet(gradcheck._gradient_config(config), 6, 0)
+    net.set_data(batch(config, 6, scale=0.1))
+    net._net.forward("gradient-check")
+    net.inject_masks = True
+    coeffs = {"logprob": 1.0}
+    base = gradcheck._costs(net, coeffs)
+    step = gradcheck._fc_row_step(net, config, "fc1", "weights[0]")
+    assert step is not None and gradcheck._fc_row_step(net, config, "fc1", "biases") is None
+    w = net.weights("fc1").ravel(order="K")
+    h = np.float32(0.01)
+    for k in (0, 47, 48, 200, w.size - 1):                      # row ends, column ends
+        step(k, h)
+        short = gradcheck._costs(net, coeffs)
+        step(k, np.float32(0))
+        keep = w[k]
+        w[k] = keep + h
+        full = gradcheck._objective(net, coeffs, "fc1")
+        w[k] = keep
+        net._net.forward_from("fc1")
+        assert short != base and abs(short - full) <= 1e-6 * abs(full), (k, short, full)
+    assert gradcheck._costs(net, coeffs) == base                  # put back
+
+    true_inc = EngineNet.weight_inc
+    monkeypatch.setattr(EngineNet, "weight_inc", lambda self, name, i=0: true_inc(self, name, i) * np.float32(1.1))
+    checks = {(c.layer, c.what): c for c in check_gradients(config, batch(config, 6, scale=0.1))}
+    assert checks["fc1", "weights[0]"].verdict == "FAIL" and 0.05 < checks["fc1", "weights[0]"].relative_error < 0.15
