@@ -12,6 +12,18 @@ was built.
 
 from __future__ import annotations
 
+import os
+
+# How the engine's OpenMP threads wait for work: a bounded spin, then sleep. libgomp's
+# own default spins for about a millisecond at every barrier, which on cores shared
+# with a busy neighbour makes a step several times slower (bench/bench_shared_cores.py;
+# README, "Threads"). libgomp reads this once, when it is loaded, so it is set here,
+# before the engine's module is; a user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
+# (Where another library loaded libgomp first, e.g. torch imported before this
+# package, libgomp keeps its default; the engine's thread count still adapts.)
+if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+    os.environ["GOMP_SPINCOUNT"] = "10000"
+
 from importlib.metadata import PackageNotFoundError, version as _version
 
 from .errors import ConfigError, ReplayError

@@ -23,6 +23,7 @@
 
 #include "alexnet/cpu/blas.h"
 #include "alexnet/cpu/layer.h"
+#include "alexnet/cpu/threads.h"
 #include "alexnet/cpu/treefc.h"
 #include "alexnet/cpu/update.h"
 
@@ -61,6 +62,7 @@ struct CpuNet::State {
 
 CpuNet::CpuNet(std::vector<LayerSpec> specs, int64_t max_cases, uint64_t seed)
     : Net(std::move(specs), max_cases, seed), state_(new State) {
+  start_thread_measure();
   State& S = *state_;
   S.layers.resize(plan_.layers.size());
   for (size_t li = 0; li < plan_.layers.size(); ++li) {
@@ -99,7 +101,12 @@ CpuNet::CpuNet(std::vector<LayerSpec> specs, int64_t max_cases, uint64_t seed)
 
 CpuNet::~CpuNet() = default;
 
-std::map<std::string, std::string> CpuNet::info() const { return {{"device", "cpu"}, {"blas", blas_name()}}; }
+std::map<std::string, std::string> CpuNet::info() const {
+  std::map<std::string, std::string> out = thread_info();
+  out["device"] = "cpu";
+  out["blas"] = blas_name();
+  return out;
+}
 
 void CpuNet::set_data(int data_idx, const float* values, int64_t rows, int64_t cases) {
   for (int li : plan_.data_layers(data_idx, rows, cases))
@@ -112,6 +119,7 @@ void CpuNet::forward(PassType pass) {
   State& S = *state_;
   pass_ = pass;
   if (cases_ < 1) throw std::logic_error("forward before set_data");
+  threads_for_next_step();  // the cores other processes leave free (cpu/threads.h)
   costs_.clear();
   ForwardDraws draws(rng_);
   for (size_t li = 0; li < plan_.layers.size(); ++li) {
