@@ -225,7 +225,7 @@ def validate_meta(obj: Any, path: str | os.PathLike) -> BatchMeta:
 def read_meta(data_dir: str | os.PathLike) -> BatchMeta:
     """Read and validate ``<data_dir>/batches.meta`` (or the meta file `data_dir` names)."""
     path = meta_path(data_dir)
-    if not path.is_file():
+    if not os.path.lexists(path):  # anything else there (a FIFO, a device, a link) load_pickle refuses by name
         where = path.parent
         raise DataError(f"missing: the data folder {where} needs {META_NAME} beside its data_batch_N files "
                         "(driver.md §D.1)", file=path)
@@ -342,6 +342,15 @@ def validate_batch(obj: Any, path: str | os.PathLike, meta: BatchMeta | None = N
                     "convert it with alexnet_replay.harness.make_batches.cifar10_python_archive)")
         raise DataError(f"shape {data.shape}: must have num_vis = {num_vis} rows, one column per image "
                         f"(driver.md §D.3){hint}", file=path, key="data")
+    if data.shape[1] == 0:
+        raise DataError("holds 0 images (a batch the release would have trained on silently)", file=path,
+                        key="data")
+    if data.dtype.kind == "f":
+        bad = ~np.isfinite(data)
+        if bad.any():
+            row, col = (int(v[0]) for v in np.nonzero(bad))
+            raise DataError(f"{int(bad.sum())} NaN or infinite value(s), the first in row {row} of image {col}; "
+                            "float pixels must be finite", file=path, key="data")
     labels = _labels_array(raw["labels"], path, num_classes)
     if labels.size != data.shape[1]:
         raise DataError(f"{labels.size} labels for {data.shape[1]} images (columns of 'data'): "
@@ -352,7 +361,7 @@ def validate_batch(obj: Any, path: str | os.PathLike, meta: BatchMeta | None = N
 def read_batch(data_dir: str | os.PathLike, batch_num: int, meta: BatchMeta | None = None) -> Batch:
     """Read and validate ``<data_dir>/data_batch_<batch_num>`` (against `meta` when given)."""
     path = batch_path(data_dir, batch_num)
-    if not path.is_file():
+    if not os.path.lexists(path):
         folder = Path(data_dir)
         if Path(f"{path}.1").is_file():
             raise DataError(f"missing; {path.name}.1 exists, but sub-batches (driver.md §D.1) are "
@@ -469,7 +478,7 @@ def validate_jpeg_batch(obj: Any, path: str | os.PathLike, meta: BatchMeta | Non
 def _existing_batch(data_dir: str | os.PathLike, batch_num: int) -> Path:
     """The path of batch `batch_num`, or a DataError listing the batches that are there."""
     path = batch_path(data_dir, batch_num)
-    if not path.is_file():
+    if not os.path.lexists(path):
         folder = Path(data_dir)
         present = list_batches(folder) if folder.is_dir() else []
         raise DataError(f"missing (batches in {folder}: {_ranges_text(present)})", file=path)

@@ -116,6 +116,38 @@ def _batch_sizes(n: int, batch_size: int | Sequence[int]) -> list[int]:
     return sizes
 
 
+def write_folder_atomically(out_dir: str | os.PathLike, make: Callable[[Path], MadeBatches], *,
+                            force: bool = False) -> MadeBatches:
+    """Run ``make(folder)`` on a new temporary folder beside `out_dir`, then put what it wrote in
+    place: the folder renamed to `out_dir` when that is absent or empty; with `force`, into an
+    existing folder file by file, ``batches.meta`` last. On any failure (a full disk included)
+    the temporary folder is removed and `out_dir` is as it was: never a data folder without
+    its ``batches.meta``."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ReplayError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise ReplayError(f"{out}: folder is not empty (give --force to write into it)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        made = make(tmp)
+        if out.is_dir() and any(out.iterdir()):
+            names = sorted(p.name for p in tmp.iterdir())
+            for name in [n for n in names if n != META_NAME] + [n for n in names if n == META_NAME]:
+                os.replace(tmp / name, out / name)
+            tmp.rmdir()
+        else:
+            if out.is_dir():
+                out.rmdir()
+            os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return MadeBatches(out_dir=out, meta=read_meta(out), batch_nums=made.batch_nums,
+                       train_batches=made.train_batches, test_batches=made.test_batches)
+
+
 def make_batches_from_arrays(images: np.ndarray, labels: Sequence[int], label_names: Sequence[str],
                              out_dir: str | os.PathLike, batch_size: int | Sequence[int], *,
                              first_batch: int = 1, stats_images: int | None = None, color_pca: bool = True,
@@ -211,17 +243,24 @@ def digits_batches(out_dir: str | os.PathLike, *, num_train_batches: int = 5, nu
 # -- CIFAR-10 python archive -----------------------------------------------------------------------
 
 _CIFAR_DIR = "cifar-10-batches-py"
+# limit of the reader (docs/fidelity.md, "Limits of the readers"): the archive's batches are 31 MB each
+MAX_CIFAR_MEMBER_BYTES = 256 * 1024 * 1024
 
 
 def _read_member(tar: tarfile.TarFile, archive: Path, name: str):
     what = f"{archive}:{name}"
     try:
         info = tar.getmember(name)
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise DataError(f"cannot be read: the archive is damaged or truncated ({exc})", file=what) from None
     except KeyError:
         raise DataError("missing from the archive (expected the CIFAR-10 python layout: "
                         f"{_CIFAR_DIR}/data_batch_1..5, test_batch, batches.meta)", file=what) from None
     if not info.isfile():
         raise DataError("is not a regular file", file=what)
+    if info.size > MAX_CIFAR_MEMBER_BYTES:
+        raise DataError(f"declares {info.size:,} bytes, more than the {MAX_CIFAR_MEMBER_BYTES:,} the reader accepts "
+                        "for a member of the CIFAR-10 archive (limit of the reader)", file=what)
     f = tar.extractfile(info)
     try:
         raw = f.read()

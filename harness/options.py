@@ -9,13 +9,17 @@ readers and the schedule parser need it too, and the loop needs them.
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import re
+from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import ReplayError
+from .. import networks
+from ..errors import ReplayError, quote
 
-__all__ = ["HELP", "OPTIONS", "SET_ONCE", "add_train_arguments", "parse_gpus", "parse_names", "parse_range",
-           "parse_unshare"]
+__all__ = ["BOUNDS", "HELP", "OPTIONS", "PATH_OPTIONS", "SET_ONCE", "add_train_arguments", "check_values",
+           "parse_gpus", "parse_names", "parse_range", "parse_unshare", "resolved_path"]
 
 # (option, type, default; None = mandatory unless excused). §C.2.
 OPTIONS: dict[str, tuple[Callable[[str], Any], Any]] = {
@@ -29,8 +33,25 @@ OPTIONS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "test_out": (str, ""), "logreg_name": (str, ""), "unshare_weights": (str, ""), "conv_to_local": (str, ""),
     "pca_noise": (float, 0.0), "wupdate_freq": (int, 1),
     "init_from": (str, ""),  # this harness's stand-in for the release's initw.py (driver.md §A.5)
+    "backend": (str, "engine"),  # engine or port (harness/backends.py, docs/scaling.md)
 }
 SET_ONCE = ("layer_def", "crop_border", "init_from")
+
+_INT_MAX = 2**31 - 1  # the release kept these in C ints
+# The values each numeric option may take, inclusive; anything else is refused before a run
+# starts, from the command line, a schedule or a checkpoint's stored options alike.
+BOUNDS: dict[str, tuple[float, float]] = {
+    "test_freq": (1, _INT_MAX), "epochs": (1, _INT_MAX), "max_filesize": (0, _INT_MAX), "test_one": (0, 1),
+    "mini": (1, _INT_MAX), "crop_border": (0, 4096), "color_noise": (0.0, float("inf")), "test_only": (0, 1),
+    "seed": (0, 2**32 - 1),  # numpy's RandomState seeds
+    "multiview_test": (0, 1), "scalar_mean": (float("-inf"), float("inf")), "decode_workers": (0, 1024),
+    "num_gpus": (0, 64), "zip_save": (0, 1), "conserve_mem": (0, 1), "check_grads": (0, 1),
+    "pca_noise": (0.0, float("inf")), "wupdate_freq": (1, _INT_MAX),
+}
+# Options that name files or folders: stored resolved (absolute) in checkpoints, and compared
+# resolved, so that a run resumes from any working folder with the paths written either way.
+PATH_OPTIONS = ("layer_def", "layer_params", "data_path", "save_path", "init_from", "test_out")
+MAX_RANGE = 1_000_000  # batches in one --train-range or --test-range (ImageNet has about 1,300)
 
 # --help of each option: (metavar, what it does, with its default in words). "New run" options are
 # mandatory when no -f is given.
@@ -64,7 +85,11 @@ HELP: dict[str, tuple[str, str]] = {
                          "batch's cost sums and the test block, and exit (default 0)"),
     "seed": ("N", "seed of the initial weights and of every random draw (crops, flips, noise, dropout); this "
                   "harness's addition (default 0)"),
-    "device": ("cpu|cuda", "which engine runs the network; this harness's addition (default cpu)"),
+    "device": ("cpu|cuda|cuda:N", "where the network runs: the engine on cpu or cuda, the port (--backend port) on "
+                                  "any torch device; this harness's addition (default cpu)"),
+    "backend": ("engine|port", "what trains: the C++ engine, or the PyTorch port with ReleaseSGD (same options, "
+                               "draws, log lines and checkpoints; docs/scaling.md); this harness's addition "
+                               "(default engine)"),
     "multiview_test": ("0|1", "1: test every image on several crops (10 for ImageNet, 9 for CIFAR) and average "
                               "the predicted probabilities (default 0)"),
     "scalar_mean": ("X", "nonzero: the ImageNet providers subtract one mean value from every pixel instead of "
@@ -105,12 +130,60 @@ HELP: dict[str, tuple[str, str]] = {
 
 
 def parse_range(text: str, option: str) -> list[int]:
-    """``a-b`` (inclusive) or ``n`` (§C.1)."""
-    m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", text)
+    """``a-b`` (inclusive) or ``n`` (§C.1), batch numbers up to 2^31 - 1, at most MAX_RANGE of them."""
+    flag = f"--{option.replace('_', '-')}"
+    m = re.fullmatch(r"\s*(\d{1,12})\s*(?:-\s*(\d{1,12})\s*)?", str(text))
     if not m or (m.group(2) and int(m.group(2)) < int(m.group(1))):
-        raise ReplayError(f"--{option.replace('_', '-')}: expected a range like 1-5 or a number, got {text!r}")
-    first = int(m.group(1))
-    return list(range(first, int(m.group(2) or first) + 1))
+        raise ReplayError(f"{flag}: expected a range like 1-5 or a number, got {quote(text)}")
+    first, last = int(m.group(1)), int(m.group(2) or m.group(1))
+    if last > _INT_MAX:
+        raise ReplayError(f"{flag}={quote(text)}: batch numbers go up to {_INT_MAX}")
+    if last - first + 1 > MAX_RANGE:
+        raise ReplayError(f"{flag}={quote(text)}: {last - first + 1} batches; a range holds at most {MAX_RANGE}")
+    return list(range(first, last + 1))
+
+
+def resolved_path(text: str) -> str:
+    """A path option's value made absolute (against the working folder, without following
+    symbolic links); a bundled network's name (``cifar-18pct``) where
+    no such file exists stays as it is, and so does "" (not given)."""
+    if not text or (text in networks.names() and not Path(text).exists()):
+        return text
+    return os.path.abspath(os.path.expanduser(text))  # links are not followed: messages keep the user's names
+
+
+def _described(value: Any) -> str:
+    """A stored value of the wrong type, said briefly: ``text '128'``, ``a list``, ``true``."""
+    if isinstance(value, str):
+        return f"text {quote(value)}"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return {list: "a list", tuple: "a list", dict: "a table"}.get(type(value), type(value).__name__)
+
+
+def check_values(options: dict[str, Any]) -> None:
+    """Every option's value has its type (an edited checkpoint may hold anything) and lies in
+    BOUNDS; the first that does not is refused, naming it."""
+    for name, (kind, _) in OPTIONS.items():
+        value = options.get(name)
+        flag = "--" + name.replace("_", "-")
+        if value is None:
+            continue
+        if kind is str:
+            if not isinstance(value, str):
+                raise ReplayError(f"{flag}: expected text, got {_described(value)}")
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and
+                                                                             not isinstance(value, int)):
+            raise ReplayError(f"{flag}: expected {'an integer' if kind is int else 'a number'}, "
+                              f"got {_described(value)}")
+        lo, hi = BOUNDS.get(name, (float("-inf"), float("inf")))
+        if not math.isfinite(value) or not lo <= value <= hi:
+            span = f"from {lo} to {hi}" if math.isfinite(hi) else f"finite and at least {lo}" \
+                if math.isfinite(lo) else "finite"
+            raise ReplayError(f"{flag}={value!r}: must be {span}")
 
 
 def parse_gpus(text: str) -> list[int]:
@@ -121,7 +194,7 @@ def parse_gpus(text: str) -> list[int]:
         ids = [int(v) for v in text.split(",")]
     except ValueError:
         ids = []
-    if not ids or min(ids) < -1:
+    if not ids or min(ids) < -1 or max(ids) > 1023:
         raise ReplayError(f"--gpu: expected device ids separated by commas, such as 0 or 0,1 (-1: any), got {text!r}")
     explicit = [i for i in ids if i >= 0]
     if len(set(explicit)) != len(explicit):

@@ -72,7 +72,7 @@ except ImportError:  # Python 3.10
 
 from .. import networks
 from ..errors import ReplayError
-from ..files import atomic_write_text
+from ..files import FolderLock, atomic_write_text
 from .checkpoint import convert_checkpoint
 from .checkpoint_format import RELEASE, checkpoint_format, newest_checkpoint
 from .driver import train
@@ -88,7 +88,7 @@ RELEASE_OPTIONS = (
     "multiview-test", "crop-border", "conv-to-local", "unshare-weights", "conserve-mem", "color-noise", "pca-noise",
     "scalar-mean", "test-out", "logreg-name", "wupdate-freq",
 )
-HARNESS_OPTIONS = ("seed", "device", "decode-workers", "init-from")
+HARNESS_OPTIONS = ("seed", "device", "decode-workers", "init-from", "backend")
 PREVIOUS = "previous"  # init-from = "previous": the last checkpoint of the stage before (stage 1: --from)
 IGNORED = {  # accepted, with a note; they do not change the arithmetic of a replay
     "num-gpus": "GPU selection: the replay runs on --device",
@@ -594,11 +594,21 @@ def run_schedule(schedule: Schedule, out_dir: str | Path, *, overrides: dict[str
     schedule's (``--data-path``, ``--mini``, ``--seed``, ``--device``...). `start_from`: the
     checkpoint a first stage with ``-f`` resumes from, or a first stage with ``init-from =
     "previous"`` is initialised from. `per_stage`: options for one stage only, by stage number
-    (from 1), winning over both. Re-running after a kill continues.
+    (from 1), winning over both. Re-running after a kill continues. `out_dir` is locked while
+    the schedule runs: a second schedule on it is refused, naming the first.
     """
-    stdout = stdout or sys.stdout
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ReplayError(f"--out {out}: exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
+    with FolderLock(out, f"alexnet-replay schedule run {schedule.name}"):
+        return _run_schedule(schedule, out, overrides=overrides, cfg_dirs=cfg_dirs, start_from=start_from,
+                             quiet=quiet, stdout=stdout, on_save=on_save, per_stage=per_stage)
+
+
+def _run_schedule(schedule: Schedule, out: Path, *, overrides, cfg_dirs, start_from, quiet, stdout, on_save,
+                  per_stage) -> Path:
+    stdout = stdout or sys.stdout
     overrides = dict(overrides or {})
     for given in (overrides, *(per_stage or {}).values()):
         if "save_path" in given:

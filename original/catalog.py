@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import ConfigError, ReplayError
-from .cfgfile import CfgFile, read_cfg
+from ..readfile import FileProblem, read_regular_file
+from .cfgfile import MAX_CFG_BYTES, CfgFile, parse_cfg_text
 from .layers import LENIENT, STRICT, DataProfile, Network, build_network
 from .notes import Notes, decode_notes, pair_params, release_files
 from .params import apply_params
@@ -172,9 +173,20 @@ def _notes_fields(notes: Notes) -> dict[str, Any]:
     }
 
 
-def _file_facts(path: Path) -> dict[str, Any]:
-    data = path.read_bytes()
+def _file_facts(data: bytes) -> dict[str, Any]:
     return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def _read_all(root: Path, rels: list[str]) -> dict[str, bytes]:
+    """Every file's bytes, read once, regular files only and within the cfg reader's limit: a
+    FIFO, a device, a dangling link or a folder named like a cfg file is one error naming it."""
+    out = {}
+    for rel in rels:
+        try:
+            out[rel] = read_regular_file(root / rel, MAX_CFG_BYTES, "a cfg file")
+        except FileProblem as exc:
+            raise ReplayError(f"{root / rel}: {exc.reason} (catalog reads every *.cfg file under {root})") from None
+    return out
 
 
 def build_catalog(root: Path, assess: Assess | None = None) -> dict[str, Any]:
@@ -184,12 +196,13 @@ def build_catalog(root: Path, assess: Assess | None = None) -> dict[str, Any]:
         raise ReplayError(f"{root}: no such folder (give a folder holding .cfg files, "
                           "such as a copy of the release)")
     params_files, def_files = release_files(root)
+    raw = _read_all(root, def_files + params_files)
     definitions: dict[str, CfgFile | None] = {}
     files: list[dict[str, Any]] = []
     for rel in def_files:
-        entry: dict[str, Any] = {"path": rel, "kind": "layers", **_file_facts(root / rel)}
+        entry: dict[str, Any] = {"path": rel, "kind": "layers", **_file_facts(raw[rel])}
         try:
-            cfg = read_cfg(root / rel, rel)
+            cfg = parse_cfg_text(raw[rel].decode("latin-1"), rel)
         except ConfigError as exc:
             definitions[rel] = None
             entry.update(parse_error=str(exc), sections=None, builds=[])
@@ -199,13 +212,13 @@ def build_catalog(root: Path, assess: Assess | None = None) -> dict[str, Any]:
                          builds=_definition_builds(cfg, rel))
         files.append(entry)
 
-    notes = {rel: decode_notes((root / rel).read_bytes().decode("latin-1")) for rel in params_files}
+    notes = {rel: decode_notes(raw[rel].decode("latin-1")) for rel in params_files}
     for rel in params_files:
         pairs = pair_params(rel, notes[rel], def_files, notes)
-        entry = {"path": rel, "kind": "params", **_file_facts(root / rel),
+        entry = {"path": rel, "kind": "params", **_file_facts(raw[rel]),
                  "pairs_with": [d for d, _ in pairs], "pair_basis": {d: b for d, b in pairs}}
         try:
-            cfg: CfgFile | ConfigError = read_cfg(root / rel, rel)
+            cfg: CfgFile | ConfigError = parse_cfg_text(raw[rel].decode("latin-1"), rel)
         except ConfigError as exc:
             cfg = exc
         entry.update(parse_error=str(cfg) if isinstance(cfg, ConfigError) else None,

@@ -35,7 +35,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import ConfigError, quote
+from ..readfile import FileProblem, read_regular_file
 
 # Python 2's str.isspace / str.strip / \s: ASCII whitespace only.
 _WS = " \t\n\r\x0b\x0c"
@@ -47,6 +48,14 @@ _OPTION_RE = re.compile(r"(?P<option>[^:=\s][^:=]*)\s*(?P<vi>[:=])\s*(?P<value>.
 # Interpolation tokens of SafeConfigParser: %(name)s and %%.
 _INTERP_KEY_RE = re.compile(r"%\(([^)]*)\)s")
 _MAX_INTERPOLATION_DEPTH = 10  # Python 2's limit
+
+# -- limits (docs/fidelity.md, "Limits of the readers") --------------------------------------
+# Python 2 had no bound on what interpolation makes of a value: ten levels of references that
+# each repeat the next a few times grow without end. The release's own files interpolate
+# nothing, and their largest file is a few KB; these bounds are far above what a real file needs.
+MAX_CFG_BYTES = 4 * 1024 * 1024          # a cfg file larger than this is refused before reading
+MAX_INTERPOLATED_CHARS = 64 * 1024       # one value after %(key)s interpolation
+MAX_INTERPOLATION_STEPS = 10_000         # %(key)s substitutions while reading one value
 
 DEFAULT_SECTION = "DEFAULT"
 
@@ -121,7 +130,7 @@ class CfgFile:
         found = self.entry(section, key)
         if found is None:
             raise KeyError(key)
-        return self._interpolate(section, ascii_lower(key), found.value, found.line)
+        return self._interpolate(section, found.spelling or ascii_lower(key), found.value, found.line)
 
     def error(self, reason: str, section: str | None = None, key: str | None = None) -> ConfigError:
         """A ConfigError that names this file and the line of `key` (or of the section)."""
@@ -132,33 +141,51 @@ class CfgFile:
 
     # -- interpolation ----------------------------------------------------
     def _interpolate(self, section: str, key: str, value: str, line: int) -> str:
-        """SafeConfigParser._interpolate_some, recursively, with its depth limit."""
-        return self._interpolate_some(section, key, value, line, depth=1)
+        """SafeConfigParser._interpolate_some, recursively, with its depth limit and this
+        project's bounds on the work and the size of the result (the limits above)."""
+        if "%" not in value:
+            return value
+        budget = [MAX_INTERPOLATION_STEPS, MAX_INTERPOLATED_CHARS]  # substitutions, characters left
+        return self._interpolate_some(section, key, value, line, 1, budget)
 
-    def _interpolate_some(self, section: str, key: str, rest: str, line: int, depth: int) -> str:
+    def _interpolate_some(self, section: str, key: str, rest: str, line: int, depth: int,
+                          budget: list[int]) -> str:
         if depth > _MAX_INTERPOLATION_DEPTH:
             raise ConfigError(
                 f"value references itself more than {_MAX_INTERPOLATION_DEPTH} levels deep "
                 "(interpolation loop)", file=self.path, line=line, section=section, key=key)
         out: list[str] = []
+
+        def emit(text: str) -> None:
+            budget[1] -= len(text)
+            if budget[1] < 0:
+                raise ConfigError(
+                    f"value grows past {MAX_INTERPOLATED_CHARS} characters through %(name)s references "
+                    "(limit of the reader)", file=self.path, line=line, section=section, key=key)
+            out.append(text)
         while rest:
             pos = rest.find("%")
             if pos < 0:
-                out.append(rest)
+                emit(rest)
                 break
-            out.append(rest[:pos])
+            emit(rest[:pos])
             rest = rest[pos:]
             nxt = rest[1:2]
             if nxt == "%":
-                out.append("%")
+                emit("%")
                 rest = rest[2:]
                 continue
             if nxt == "(":
                 match = _INTERP_KEY_RE.match(rest)
                 if match is None:
                     raise ConfigError(
-                        f"bad interpolation syntax in {rest!r} (write %(name)s, or %% for a "
+                        f"bad interpolation syntax in {quote(rest)} (write %(name)s, or %% for a "
                         "literal %)", file=self.path, line=line, section=section, key=key)
+                budget[0] -= 1
+                if budget[0] < 0:
+                    raise ConfigError(
+                        f"more than {MAX_INTERPOLATION_STEPS} %(name)s substitutions to read this value "
+                        "(limit of the reader)", file=self.path, line=line, section=section, key=key)
                 name = ascii_lower(match.group(1))
                 rest = rest[match.end():]
                 ref = self.entry(section, name)
@@ -166,15 +193,16 @@ class CfgFile:
                     ref = Entry(section, line)  # Python 2 kept each section's name under __name__
                 if ref is None:
                     raise ConfigError(
-                        f"value refers to %({name})s but the section has no key '{name}'",
+                        f"value refers to %({quote(name)[1:-1]})s but the section has no key {quote(name)}",
                         file=self.path, line=line, section=section, key=key)
                 if "%" in ref.value:
-                    out.append(self._interpolate_some(section, key, ref.value, line, depth + 1))
+                    # the inner call has counted its characters against the budget already
+                    out.append(self._interpolate_some(section, key, ref.value, line, depth + 1, budget))
                 else:
-                    out.append(ref.value)
+                    emit(ref.value)
                 continue
             raise ConfigError(
-                f"'%' must be followed by '%' or '(' (found {rest!r}); write %% for a literal %",
+                f"'%' must be followed by '%' or '(' (found {quote(rest)}); write %% for a literal %",
                 file=self.path, line=line, section=section, key=key)
         return "".join(out)
 
@@ -258,11 +286,7 @@ def read_cfg(path: str | Path, display_name: str | None = None) -> CfgFile:
     """Read and parse a cfg file. Errors name `display_name` (default: the path)."""
     name = display_name or str(path)
     try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise ConfigError("file not found", file=name) from None
-    except IsADirectoryError:
-        raise ConfigError("is a folder, not a cfg file", file=name) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", file=name) from None
+        data = read_regular_file(path, MAX_CFG_BYTES, "a cfg file")
+    except FileProblem as exc:
+        raise ConfigError("file not found" if exc.kind == "missing" else exc.reason, file=name) from None
     return parse_cfg_text(data.decode("latin-1"), name)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import ConfigError
+from ..errors import ConfigError, quote
 from .cfgfile import _WS, CfgFile, read_cfg
 from .labeltree import LabelTree
 from .values import Reader, py2_float
@@ -392,6 +392,8 @@ def _conv(b: _Builder, name: str, kind: str) -> Layer:
             raise b.error(name, "channels", f"{where}: channels must be 1, 2, 3 or a multiple of 4 (got {c})")
         if g < 1:
             raise b.error(name, "groups", f"{where}: groups must be >= 1 (got {g})")
+        if f < 1:
+            raise b.error(name, "filters", f"{where}: filters must be >= 1 (got {f})")
         if g > 1 and c % (4 * g):
             raise b.error(name, "channels", f"{where}: with {g} groups, channels must be divisible by "
                           f"{4 * g} (got {c})")
@@ -794,13 +796,16 @@ def build_network(cfg: CfgFile, profile: DataProfile, mode: str = STRICT,
     problem, in file order, as the release did.
     """
     b = _Builder(cfg, profile, mode, num_gpus)
+    if not cfg.section_names():
+        raise ConfigError("defines no layers: no [section] in the file (an empty layer-definition file)",
+                          file=cfg.path)
     for name in cfg.section_names():
         if not b.read.has(name, "type"):
             raise b.error(name, "type", "no type given")
         kind = b.read.text(name, "type")
         parser = _PARSERS.get(kind)
         if parser is None:
-            raise b.error(name, "type", f"unknown layer type '{kind}' (known: {', '.join(sorted(LAYER_TYPES))})")
+            raise b.error(name, "type", f"unknown layer type {quote(kind)} (known: {', '.join(sorted(LAYER_TYPES))})")
         b.layers[name] = parser(b, name)
     layers = _split_neurons(b)
     _check_unused(b, layers)

@@ -25,7 +25,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from .cfgfile import CfgFile, read_cfg
 from .layers import LENIENT, Layer, Network
-from .values import Reader, py2_float, py2_int
+from .values import Reader, _Refused, c_int, finite_float, py2_float
 
 # §B.3 named-argument schedules: type -> argument names in their required order.
 SCHEDULES: dict[str, tuple[str, ...]] = {
@@ -93,7 +93,9 @@ def parse_schedule(text: str, lenient: bool = False) -> tuple[Schedule, str | No
         if [k for k, _ in pairs] != list(names):
             raise ValueError(f"{kind} takes {', '.join(f'{n}=' for n in names)} in this order")
         try:
-            params = tuple((k, py2_int(v) if k in _INT_ARGS else py2_float(v)) for k, v in pairs)
+            params = tuple((k, c_int(v) if k in _INT_ARGS else finite_float(v)) for k, v in pairs)
+        except _Refused as exc:
+            raise ValueError(str(exc)) from None
         except ValueError:
             raise ValueError("an argument is not a number") from None
         return Schedule(kind, params), None

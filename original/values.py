@@ -11,10 +11,11 @@ and the key, with the text that was found.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Callable, TypeVar
 
-from ..errors import ConfigError
+from ..errors import ConfigError, quote
 from .cfgfile import _WS, CfgFile
 
 T = TypeVar("T")
@@ -33,6 +34,16 @@ _FALSE = {"0", "no", "false", "off"}
 
 MISSING = object()  # marks "no default: the key is required"
 
+# -- limits (docs/fidelity.md, "Limits of the readers") --------------------------------------
+# Python 2's float() read "nan" and "inf", and its int() any size; the release passed these
+# values to C++ layers as floats and C ints, where NaN or an infinite rate trains to NaN and an
+# int past 2**31 does not fit. Reader.float/int refuse them when the file is read.
+INT_LIMIT = 2**31 - 1  # the largest C int: |value| above it is refused
+
+
+class _Refused(ValueError):
+    """A value that parses but that the release could not have used; the reason says why."""
+
 
 def py2_int(text: str) -> int:
     match = _INT_RE.fullmatch(text)
@@ -45,6 +56,23 @@ def py2_float(text: str) -> float:
     if not _FLOAT_RE.fullmatch(text):
         raise ValueError(text)
     return float(text)
+
+
+def c_int(text: str) -> int:
+    """py2_int, bounded to a C int (the type the release's layers held it in)."""
+    value = py2_int(text)
+    if abs(value) > INT_LIMIT:
+        raise _Refused(f"{value} does not fit the release's C int (limit +-{INT_LIMIT:,})")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """py2_float, refusing NaN and infinities (the release would train to NaN with them)."""
+    value = py2_float(text)
+    if not math.isfinite(value):
+        raise _Refused(f"must be a finite number (got {quote(text.strip(_WS))}): NaN and infinities "
+                       "train to NaN")
+    return value
 
 
 def py2_bool(text: str) -> bool:
@@ -86,17 +114,19 @@ class Reader:
         text = self.cfg.get(section, key)
         try:
             return convert(text)
+        except _Refused as exc:
+            raise self.error(section, key, str(exc)) from None
         except ValueError:
-            raise self.error(section, key, f"must be {kind} (got {text!r})") from None
+            raise self.error(section, key, f"must be {kind} (got {quote(text)})") from None
 
     def text(self, section: str, key: str, default: object = MISSING) -> str:
         return self._get(section, key, default, lambda s: s, "text")
 
     def int(self, section: str, key: str, default: object = MISSING) -> int:
-        return self._get(section, key, default, py2_int, "an int")
+        return self._get(section, key, default, c_int, "an int")
 
     def float(self, section: str, key: str, default: object = MISSING) -> float:
-        return self._get(section, key, default, py2_float, "a float")
+        return self._get(section, key, default, finite_float, "a float")
 
     def bool(self, section: str, key: str, default: object = MISSING) -> bool:
         return self._get(section, key, default, py2_bool, "a bool (1/yes/true/on or 0/no/false/off)")
@@ -115,11 +145,11 @@ class Reader:
         return list(values)
 
     def int_list(self, section: str, key: str, default: object = MISSING, length: int | None = None) -> list[int]:
-        return self._list(section, key, default, py2_int, "ints", length)
+        return self._list(section, key, default, c_int, "ints", length)
 
     def float_list(self, section: str, key: str, default: object = MISSING,
                    length: int | None = None) -> list[float]:
-        return self._list(section, key, default, py2_float, "floats", length)
+        return self._list(section, key, default, finite_float, "floats", length)
 
     def bool_list(self, section: str, key: str, default: object = MISSING, length: int | None = None) -> list[bool]:
         return self._list(section, key, default, lenient_bool, "bools", length)

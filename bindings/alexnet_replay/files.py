@@ -14,11 +14,20 @@ from __future__ import annotations
 
 import io
 import os
+import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["atomic_write_bytes", "atomic_write_text"]
+from .errors import ReplayError, quote
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: folders are not locked
+    fcntl = None
+
+__all__ = ["FolderLock", "atomic_write_bytes", "atomic_write_text", "remove_stale_temporaries"]
 
 
 def _read_umask() -> int:
@@ -74,3 +83,58 @@ def _fsync_folder(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files that :func:`atomic_write_bytes` leaves in `folder` when its
+    process is killed before the rename (``.<name>.<random>.tmp``). Call it only while holding
+    the folder's :class:`FolderLock`, so that no writer is still working on one."""
+    removed = []
+    for path in Path(folder).glob(".*.tmp"):
+        if path.is_file() and not path.is_symlink():
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+class FolderLock:
+    """An exclusive lock on a folder, so that two runs never write into one: an advisory lock
+    (``flock``) on the file ``.alexnet-replay.lock`` in it, which says who holds it. The system
+    releases it when the holder exits, however it exits, so a killed run never leaves a stale
+    lock. Where ``fcntl`` is missing (Windows) nothing is locked."""
+
+    NAME = ".alexnet-replay.lock"
+
+    def __init__(self, folder: str | os.PathLike, what: str) -> None:
+        self.folder = Path(folder)
+        self.what = what
+        self._fd: int | None = None
+
+    def acquire(self) -> "FolderLock":
+        if fcntl is None:  # pragma: no cover - not POSIX
+            return self
+        path = self.folder / self.NAME
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            raise ReplayError(f"{self.folder}: in use by {quote(holder, 300)}; two runs in one folder would "
+                              "overwrite each other's checkpoints and logs. Wait for it to end, or stop it") from None
+        text = f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}: {self.what}"
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, text.encode("utf-8"), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the file releases the lock; the file stays for the next holder
+            self._fd = None
+
+    def __enter__(self) -> "FolderLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
