@@ -36,6 +36,7 @@ import io
 import pickletools
 import struct
 import zipfile
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,8 +47,10 @@ import numpy as np
 from ..engine import WEIGHT_LAYER_TYPES, EngineNet
 from ..errors import ReplayError
 from ..files import atomic_write_bytes
+from ..readfile import FileProblem, read_regular_file
+from .history import History
 from .options import OPTIONS, parse_range
-from .pickles import DataError, loads_pickle
+from .pickles import MAX_PICKLE_BYTES, DataError, loads_pickle, unzip_member_bounded
 
 __all__ = [
     "RELEASE_OPTION_NAMES",
@@ -118,8 +121,8 @@ def _unzip(raw: bytes, what: str) -> bytes:
         try:
             with zipfile.ZipFile(io.BytesIO(raw)) as zf:
                 if "data" in zf.namelist():
-                    return zf.read("data")
-        except (zipfile.BadZipFile, EOFError, OSError) as exc:
+                    return unzip_member_bounded(zf, "data", what)
+        except (zipfile.BadZipFile, EOFError, OSError, zlib.error, NotImplementedError) as exc:
             raise DataError(f"zip archive is damaged or truncated ({exc})", file=what) from None
     return raw
 
@@ -137,6 +140,11 @@ class ReleaseCheckpoint:
     release_options: dict[str, Any] = field(default_factory=dict)
     train_outputs: list[Any] = field(default_factory=list)
     test_outputs: list[Any] = field(default_factory=list)
+    replay: dict[str, Any] = field(default_factory=dict)  # model_state['replay']: see .history
+
+    def history(self) -> History:
+        """The cost history: ``train_outputs`` and ``test_outputs`` with their positions (.history)."""
+        return History.from_release(self.train_outputs, self.test_outputs, self.replay, self.options, self.path)
 
     @property
     def batches_done(self) -> int:
@@ -186,11 +194,10 @@ def read_release_checkpoint(path: str | Path) -> ReleaseCheckpoint:
     path = Path(path)
     what = str(path)
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError("no such checkpoint", file=path) from None
-    except IsADirectoryError:
-        raise DataError("is a folder; give a checkpoint file", file=path) from None
+        raw = read_regular_file(path, MAX_PICKLE_BYTES, "a checkpoint")
+    except FileProblem as exc:
+        raise DataError("no such checkpoint" if exc.kind == "missing" else "is a folder; give a checkpoint file"
+                        if exc.kind == "folder" else exc.reason, file=path) from None
     raw = _unzip(raw, what)
     obj = loads_pickle(raw, what, extra_globals=_stand_ins(raw))
     if not isinstance(obj, dict):
@@ -220,8 +227,27 @@ def read_release_checkpoint(path: str | Path) -> ReleaseCheckpoint:
         epoch, batchnum = int(state.get("epoch", 1)), int(state.get("batchnum", 0))
     except (TypeError, ValueError):
         raise DataError("epoch and batchnum must be integers", file=path, key="model_state") from None
+    replay = state.get("replay")
     return ReleaseCheckpoint(what, records, epoch, batchnum, options, release_options,
-                             list(state.get("train_outputs") or []), list(state.get("test_outputs") or []))
+                             list(state.get("train_outputs") or []), list(state.get("test_outputs") or []),
+                             {_text(k): v for k, v in replay.items()} if isinstance(replay, dict) else {})
+
+
+_RECORD_KEYS = {"weights": "weights", "weight_inc": "weightsInc", "biases": "biases", "bias_inc": "biasesInc"}
+
+
+def unusable_weights(array: np.ndarray) -> str | None:
+    """Why a stored weight array cannot be loaded (complex, not numbers, NaN or infinite
+    values), or None. The release's matrices are real floats; NaN or infinities would only
+    ever train to NaN."""
+    if array.dtype.kind not in "fiu":
+        return f"dtype {array.dtype} is not real numbers (the release's matrices are float32)"
+    if array.dtype.kind == "f":
+        bad = ~np.isfinite(array)
+        if bad.any():
+            return (f"{int(bad.sum())} NaN or infinite value(s) (first at flat index "
+                    f"{int(np.flatnonzero(bad.ravel())[0])}); a checkpoint of a run that diverged")
+    return None
 
 
 def _matrices(rec: dict[str, Any], key: str) -> list[Any]:
@@ -259,6 +285,10 @@ def load_release_checkpoint(source: str | Path | ReleaseCheckpoint, net: EngineN
                 got = getattr(array, "shape", type(array).__name__)
                 differing.append(f"{layer.name} (checkpoint {got}, net {shape})")
                 break
+            bad = unusable_weights(array)
+            if bad:
+                raise DataError(f"layer '{layer.name}': {_RECORD_KEYS[kind]}: {bad}", file=ck.path,
+                                key="model_state.layers")
             plan.append((kind, layer.name, i, np.asarray(array)))
     theirs = {n for n, r in ck.layers.items() if "weights" in r}
     extra = sorted(theirs - {l.name for l in ours})
@@ -332,16 +362,19 @@ def release_options(options: dict[str, Any]) -> dict[str, Any]:
 def save_release_checkpoint(path: str | Path, net: EngineNet, state: dict[str, Any] | None = None) -> Path:
     """Write `net` as a release checkpoint (protocol-2 pickle of plain data), atomically.
 
-    `state` is this project's checkpoint state (epoch, batchnum, options, last_test).
-    ``train_outputs`` is written empty (this harness keeps no per-batch history); the last
-    test, when known, is the one entry of ``test_outputs`` with 0 cases (not recorded here).
+    `state` is this project's checkpoint state (epoch, batchnum, options, history, last_test).
+    ``train_outputs`` and ``test_outputs`` come from its history (.history), with their
+    positions under ``replay``; a state without history (an older checkpoint) writes its last
+    test, when known, as the one entry of ``test_outputs``, with 0 cases (not recorded).
     """
     state = state or {}
     last = state.get("last_test")
+    history = History.from_state(state)
+    outputs = history.to_release() if history.train or history.test else \
+        {"train_outputs": [], "test_outputs": [(last, 0)] if last else []}
     model_state = {
         "layers": layer_records(net),
-        "train_outputs": [],
-        "test_outputs": [(last, 0)] if last else [],
+        **outputs,
         "epoch": int(state.get("epoch", 1)),
         "batchnum": int(state.get("batchnum", 0)),
     }

@@ -10,7 +10,8 @@
 * ``--test-out``'s prediction files: ``DIR/test_preds_<batch>``, a pickled dict
   ``{'data': float32 (cases x classes), 'note': 'generated from <checkpoint folder>'}`` holding
   the probabilities the ``--logreg-name`` layer scored (averaged over the views with
-  ``--multiview-test=1``), written atomically.
+  ``--multiview-test=1``), written atomically as a protocol-2 pickle that Python 2's numpy reads
+  (:func:`.release_checkpoint.dumps_plain`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import numpy as np
 
 from ..engine import WEIGHT_LAYER_TYPES, EngineNet
 from ..errors import ReplayError
-from .pickles import save_pickle
+from ..files import atomic_write_bytes
+from .release_checkpoint import dumps_plain
 
 __all__ = ["RULE", "averages", "batch_line", "format_costs", "format_test_block", "weight_lines", "write_predictions"]
 
@@ -83,7 +85,8 @@ def write_predictions(folder: str | Path, batchnum: int, probs: np.ndarray, sour
     data = np.ascontiguousarray(np.asarray(probs, dtype=np.float32).T)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return save_pickle(path, {"data": data, "note": f"generated from {source}"})
+        # our protocol-2 writer: numpy 2's pickle names numpy._core, which Python 2's numpy lacks
+        return atomic_write_bytes(path, dumps_plain({"data": data, "note": f"generated from {source}"}))
     except OSError as exc:
         raise ReplayError(f"--test-out: cannot write {path} ({exc.strerror or exc}); give another folder, "
                           "or --test-out= (empty) to write none") from None
