@@ -178,6 +178,9 @@ void register_net_ops(py::module_& m) {
                     "wupdate_freq F (§4.2): gradients accumulate over F minibatches, divided by F x minibatch size")
       .def_property("accumulated", &Net::accumulated, &Net::set_accumulated,
                     "minibatches accumulated since the last applied update (0 ... update_freq-1)")
+      .def_property("grad_cases", &Net::grad_cases, &Net::set_grad_cases,
+                    "the N of the gradients' 1/N when update_freq is 1 (0: the cases of the forward); a "
+                    "data-parallel share of a minibatch of N cases sets N")
       .def("synchronize", &Net::synchronize, py::call_guard<py::gil_scoped_release>(),
            "Wait until work the backend runs asynchronously has finished (CUDA; nothing on the CPU)")
       .def("costs", &Net::costs, "Per cost layer, the sums over the minibatch (engine.md §3.23)")

@@ -26,6 +26,8 @@ falls back to the CPU.
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -224,8 +226,12 @@ class EngineNet:
         # The connection tables in use, by layer (None for dense inputs): checkpoints keep them.
         self.conns: dict[str, list[list[int] | None]] = {
             spec.name: [list(c.conns) or None for c in spec.conv] for spec in specs if len(spec.conv)}
+        _check_memory(config, minibatch)
         try:
             self._net = _BACKENDS[device](specs, minibatch, seed, num_gpus, gemm)
+        except MemoryError:
+            raise ReplayError(f"{config.path}: a minibatch of {minibatch} cases does not fit in this machine's "
+                              "memory; use a smaller --mini") from None
         except ValueError as exc:  # a spec the engine's plan refuses, naming the layer
             raise ReplayError(f"{config.path}: {exc}") from None
         except RuntimeError as exc:  # CUDA failures (out of memory, driver errors)
@@ -372,6 +378,12 @@ class EngineNet:
             raise ReplayError(f"array kind must be one of {', '.join(self.KINDS)} (got {kind!r})")
         return self._net.array(kind, name, input)
 
+    def has_array(self, kind: str, name: str, input: int = 0) -> bool:
+        """Whether this net holds array `kind` of layer `name` (not (0, 0)): a gradient buffer only
+        on the useGrad path, superEps's averages only with superEps (engine.md §4.2, §4.4)."""
+        rows, cols, _ = self._net.buffer_info(kind, name, input)
+        return rows * cols > 0
+
     def set_array(self, kind: str, name: str, values, input: int = 0) -> None:
         """Write `values` (broadcast to the array's shape, cast to float32) into array `kind`
         of layer `name`, on either device: the documented way to set weights."""
@@ -474,6 +486,20 @@ class EngineNet:
     @property
     def layer_names(self) -> list[str]:
         return list(self._net.layer_names)
+
+
+def _check_memory(config: Network, minibatch: int) -> None:
+    """Refuse, before allocating, a net whose per-case buffers (each layer's outputs and their
+    gradients, float32) alone would not fit in this machine's memory."""
+    need = 2 * 4 * minibatch * sum(max(0, int(layer.outputs or 0)) for layer in config.layers.values())
+    try:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: no estimate
+        return
+    if need > have:
+        raise ReplayError(f"{config.path}: a minibatch of {minibatch} cases needs at least {need / 2**30:.1f} GiB for "
+                          f"the layers' outputs and gradients, more than this machine's {have / 2**30:.1f} GiB; "
+                          "use a smaller --mini")
 
 
 def load(layers: str | Path, params: str | Path | None = None, *, image_size: tuple[int, int, int] | None = None,

@@ -77,6 +77,13 @@ class Net {
   // state of a run, so that a checkpoint taken mid-accumulation resumes exactly.
   int accumulated() const { return plan_.accumulated; }
   void set_accumulated(int minibatches) { plan_.set_accumulated(minibatches); }
+  // The N of 1/N for F = 1 (0: this forward's cases): a data-parallel share of a
+  // minibatch of N cases sets N, so that the shares' gradients add up (Plan::grad_cases).
+  int64_t grad_cases() const { return plan_.grad_cases; }
+  void set_grad_cases(int64_t cases) {
+    if (cases < 0) throw std::invalid_argument("grad_cases: must be >= 0 (got " + std::to_string(cases) + ")");
+    plan_.grad_cases = cases;
+  }
   virtual void synchronize() {}  // waits for work a backend runs asynchronously (CUDA)
 
   // Costs of the last forward, per cost layer: logreg [sum -log p, top-1 errors,

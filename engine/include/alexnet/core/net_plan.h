@@ -154,10 +154,16 @@ class Plan {
   // since the last applied update (0 ... F-1): the state a checkpoint keeps.
   int update_freq = 1;
   int accumulated = 0;
-  // §1.5: the N that gradients are divided by: the minibatch's cases n when
-  // F = 1, else F x max_cases (the nominal minibatch size, even for a short one).
+  // Data parallel (harness/distributed.py): a process that computes one share of a
+  // minibatch of N cases divides by that N, so that the shares' gradients sum to the
+  // whole minibatch's; 0 (the default): the cases of this forward.
+  int64_t grad_cases = 0;
+  // §1.5: the N that gradients are divided by: the minibatch's cases n (or
+  // grad_cases when set) when F = 1, else F x max_cases (the nominal minibatch
+  // size, even for a short one).
   float grad_scale(int64_t n) const {
-    return 1.0f / static_cast<float>(update_freq > 1 ? static_cast<int64_t>(update_freq) * max_cases : n);
+    return 1.0f / static_cast<float>(update_freq > 1 ? static_cast<int64_t>(update_freq) * max_cases
+                                                     : (grad_cases > 0 ? grad_cases : n));
   }
   // Whether this backward starts an accumulation (always when F = 1): the first
   // contribution to a matrix then overwrites its gradient, or applies momentum to
