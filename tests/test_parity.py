@@ -135,6 +135,20 @@ def test_cifar_net_passes_and_writes_the_three_reports(tmp_path):
     assert data == json.loads(json.dumps(report.to_dict()))
     page = paths["html"].read_text()
     assert page.count("data:image/png;base64,") == 2 + 3  # forward, backward, step1..3
+    # The first screen is the verdict in one sentence: comparisons made and the closest one's share.
+    worst = parity.report.worst_metric(report.metrics)
+    assert 0 < worst.tolerance_used <= 1
+    sentence = (f"PASS: all {len(report.metrics)} comparisons of the PyTorch port against the engine are within "
+                f"tolerance; the closest, {worst.layer} {worst.quantity}, used {worst.tolerance_used:.0%} of")
+    assert data["verdict"].startswith(sentence) and data["verdict"] == parity.report.verdict_sentence(report)
+    assert page.index(sentence) < page.index("<img") and paths["md"].read_text().split("\n")[2].startswith(
+        "**" + sentence)
+    # The plots draw the share of tolerance used (pass line at 1), exact results as 0.
+    layers, series = parity.report.plot_points(report, "forward")
+    assert layers[0] == "conv1" and set(series) == {"forward", "forward_e2e"}
+    shares = {layers[i]: used for i, used, _ in series["forward"]}
+    assert shares["pool1"] == 0 and 0 < shares["conv1"] <= 1 and all(ok for _, _, ok in series["forward"])
+    assert parity.report.report_from_dict(data).to_dict() == data  # report.json reads back whole
     assert "<table id='metrics'>" in page and "class='pass'" in page and "class='fail'" not in page
     assert "<link" not in page and "<script" not in page  # self-contained
     assert "| conv1 | forward | gemm |" in paths["md"].read_text()
@@ -156,6 +170,15 @@ def test_a_fault_in_one_layer_is_caught_and_named(small_net, tmp_path, fault, la
     assert json.loads(paths["json"].read_text())["first_divergence"] == {"layer": layer, "quantity": "forward"}
     assert "class='fail'" in paths["html"].read_text()
     assert f"first diverging layer: {layer} (forward" in parity.summary_text(report)
+    bad = report.failures()
+    worst = parity.report.worst_metric(report.metrics)
+    assert not worst.passed and worst.tolerance_used > 1
+    assert parity.report.verdict_sentence(report).startswith(
+        f"FAIL: {len(bad)} of {len(report.metrics)} comparisons of the PyTorch port against the engine are outside "
+        f"tolerance; the worst, {worst.layer} {worst.quantity}, used ")
+    assert parity.report.verdict_sentence(report).endswith(f"the first divergence is at {layer} (forward).")
+    layers_drawn, series = parity.report.plot_points(report, "forward")
+    assert [layers_drawn[i] for i, used, ok in series["forward"] if used > 1] == [layer]  # above the pass line
 
 
 def test_fault_errors_are_named(small_net):

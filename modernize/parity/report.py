@@ -2,9 +2,11 @@
 
 :class:`ParityReport` holds a run's metrics; :func:`write_report` writes it as
 ``report.json`` (FORMAT and VERSION below; docs/parity.md, "report.json"),
-``report.md`` and a self-contained ``report.html`` (inline CSS, plots of the error per
-layer as base64 PNG), each written atomically. :func:`summary_text` is what the CLI
-prints.
+``report.md`` and a self-contained ``report.html`` (inline CSS, plots of the share of its
+tolerance each comparison used, per layer, as base64 PNG), each written atomically.
+:func:`verdict_sentence` is the verdict in one sentence, the first thing every view says;
+:func:`summary_text` is what the CLI prints; :func:`report_from_dict` reads report.json back
+(the curator's dossier embeds a report it did not run).
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ class ParityReport:
             "format": FORMAT, "version": VERSION,
             "network": self.network, "params": self.params, "image_size": list(self.image_size),
             "minibatch": self.minibatch, "steps": self.steps, "seed": self.seed, "device": self.device,
-            "fault": self.fault, "passed": self.passed,
+            "fault": self.fault, "passed": self.passed, "verdict": verdict_sentence(self),
             "first_divergence": None if first is None else {"layer": first.layer, "quantity": first.quantity},
             "rel_floor": REL_FLOOR,
             "tolerances": {k: {"scale": v[0], "rtol": v[1]} for k, v in self._tol().items()},
@@ -92,6 +94,50 @@ class ParityReport:
 
     def _tol(self) -> dict[str, tuple[float, float]]:
         return tolerances(self.device)
+
+
+def worst_metric(metrics: list[Metric]) -> Metric | None:
+    """The comparison that used the most of its tolerance (a failure before any pass)."""
+    return max(metrics, key=lambda m: (not m.passed, m.tolerance_used if np.isfinite(m.tolerance_used) else np.inf),
+               default=None)
+
+
+def _share(used: float) -> str:
+    """A share of tolerance for people: '38% of', '2.5 times', 'infinitely more than'."""
+    if not np.isfinite(used):
+        return "beyond (a non-finite value or an error where none is allowed)"
+    if used <= 1:
+        return f"{used:.0%} of" if used >= 0.01 else ("none of" if used == 0 else f"{used:.2g} of")
+    return f"{used:.3g} times"
+
+
+def verdict_sentence(report: "ParityReport") -> str:
+    """The verdict in one sentence: comparisons made, failures, the worst and its share of tolerance."""
+    metrics = report.metrics
+    if not metrics:
+        return "No comparison was made."
+    worst = worst_metric(metrics)
+    bad = report.failures()
+    where = f"{worst.layer} {worst.quantity}"
+    if not bad:
+        return (f"PASS: all {len(metrics)} comparisons of the PyTorch port against the engine are within "
+                f"tolerance; the closest, {where}, used {_share(worst.tolerance_used)} its tolerance.")
+    first = report.first_divergence
+    return (f"FAIL: {len(bad)} of {len(metrics)} comparisons of the PyTorch port against the engine are outside "
+            f"tolerance; the worst, {where}, used {_share(worst.tolerance_used)} its tolerance; the first "
+            f"divergence is at {first.layer} ({first.quantity}).")
+
+
+def report_from_dict(data: dict[str, Any]) -> "ParityReport":
+    """A report read back from report.json (what ``to_dict`` wrote)."""
+    if data.get("format") != FORMAT:
+        raise ValueError(f"not a parity report (format {data.get('format')!r}, expected {FORMAT!r})")
+    floats = {"max_abs", "max_rel", "cosine", "max_ref", "atol", "rtol", "tolerance_used"}
+    metrics = [Metric(**{k: float(v) if k in floats else v for k, v in m.items()}) for m in data["metrics"]]
+    return ParityReport(data["network"], data["params"], tuple(data["image_size"]), data["minibatch"],
+                        data["steps"], data["seed"], data["device"], data["fault"], list(data["layers"]), metrics,
+                        dict(data.get("gate_flips", {})), list(data.get("notes", [])),
+                        dict(data.get("reconstructions", {})))
 
 
 def _jsonable(d: dict) -> dict:
@@ -139,12 +185,10 @@ def _fmt(v: float) -> str:
 
 
 def report_markdown(report: ParityReport) -> str:
-    first = report.first_divergence
-    lines = [f"# Parity: {Path(report.network).name}", "",
+    lines = [f"# Parity: {Path(report.network).name}", "", f"**{verdict_sentence(report)}**", "",
              f"Image {'x'.join(map(str, report.image_size))}, minibatch {report.minibatch}, {report.steps} steps, "
              f"seed {report.seed}, device {report.device}" + (f", fault {report.fault}" if report.fault else "") + ".",
-             "", f"**{'PASS' if report.passed else 'FAIL'}**" +
-             (f": first divergence at layer `{first.layer}` ({first.quantity})" if first else ""), "",
+             "",
              "| layer | quantity | class | max abs | max rel | cosine | tol used | verdict |",
              "|---|---|---|---|---|---|---|---|"]
     for m in _ordered(report):
@@ -171,37 +215,59 @@ def _group_rank(q: str) -> int:
     return 0 if g == "forward" else 1 if g == "backward" else 1 + int(g[4:])
 
 
-def _plot(report: ParityReport, group: str) -> str | None:
-    """Max rel error per layer (execution order) of one group, as a base64 PNG."""
+# Shares of tolerance below this are drawn on the plot's floor: exact results (0) and the
+# comparisons whose error is a negligible share of what the table allows.
+SHARE_FLOOR = 1e-4
+SHARE_CEILING = 1e3  # failures beyond 1000x (and non-finite ones) are drawn here
+
+
+def plot_points(report: ParityReport, group: str) -> tuple[list[str], dict[str, list[tuple[int, float, bool]]]]:
+    """What one plot draws: the group's layers (execution order) and, per series, the points
+    (layer index, share of tolerance used, passed). A bit-exact result is 0 (drawn on the floor)."""
+    metrics = [m for m in report.metrics if _group(m.quantity) == group]
+    layers = [l for l in report.layers if any(m.layer == l for m in metrics)]
+    x = {l: i for i, l in enumerate(layers)}
+    series: dict[str, list[tuple[int, float, bool]]] = {}
+    for m in metrics:
+        name = m.quantity.split(":")[-1].split("[")[0]
+        used = m.tolerance_used if np.isfinite(m.tolerance_used) else SHARE_CEILING
+        series.setdefault(name, []).append((x[m.layer], float(used), bool(m.passed)))
+    for pts in series.values():
+        pts.sort()
+    return layers, series
+
+
+def plot_png(report: ParityReport, group: str) -> str | None:
+    """The share of its tolerance each comparison of one group used, per layer (execution order),
+    on a log scale with the pass line at 1, as a base64 PNG. Below the line a comparison passes;
+    its distance below is its margin."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    metrics = [m for m in report.metrics if _group(m.quantity) == group]
-    if not metrics:
+    layers, series = plot_points(report, group)
+    if not layers:
         return None
-    layers = [l for l in report.layers if any(m.layer == l for m in metrics)]
-    x = {l: i for i, l in enumerate(layers)}
-    floor = 1e-10  # exact (0) drawn here
     fig, ax = plt.subplots(figsize=(max(6.0, 0.35 * len(layers) + 2), 3.6), dpi=80)
-    series: dict[str, list[tuple[int, float, bool]]] = {}
-    for m in metrics:
-        name = m.quantity.split(":")[-1].split("[")[0]
-        v = m.max_rel if np.isfinite(m.max_rel) else 1e3
-        series.setdefault(name, []).append((x[m.layer], max(v, floor), m.passed))
+    top = max([2.0] + [p[1] for pts in series.values() for p in pts])
     for name, pts in series.items():
-        pts.sort()
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=4, lw=1, label=name)
-        bad = [p for p in pts if not p[2]]
+        ys = [min(max(p[1], SHARE_FLOOR), SHARE_CEILING) for p in pts]
+        ax.plot([p[0] for p in pts], ys, marker="o", ms=4, lw=1, label=name)
+        bad = [(p[0], y) for p, y in zip(pts, ys) if not p[2]]
         if bad:
-            ax.plot([p[0] for p in bad], [p[1] for p in bad], "x", color="red", ms=9, mew=2)
+            ax.plot([b[0] for b in bad], [b[1] for b in bad], "x", color="red", ms=9, mew=2)
+    ax.axhline(1.0, color="#a01010", lw=1.5, ls="--")
+    ax.text(len(layers) - 0.5, 1.0, "pass line: whole tolerance", color="#a01010", fontsize=7, ha="right",
+            va="bottom")
     ax.set_yscale("log")
+    ax.set_ylim(SHARE_FLOOR / 2, min(top, SHARE_CEILING) * 3)
     ax.set_xticks(range(len(layers)))
     ax.set_xticklabels(layers, rotation=60, ha="right", fontsize=7)
-    ax.set_ylabel(f"max rel error (|ref| >= {REL_FLOOR:g} max|ref|)")
-    ax.set_title(f"{group} (exact = {floor:g}; red x = fail)")
-    ax.legend(fontsize=7)
+    ax.set_ylabel("share of tolerance used")
+    ax.set_title(f"{group}: below 1 passes (exact or < {SHARE_FLOOR:g} drawn at {SHARE_FLOOR:g}; red x = fail)",
+                 fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the plot, never over a point
     ax.grid(True, which="major", alpha=0.3)
     fig.tight_layout()
     buf = io.BytesIO()
@@ -218,20 +284,19 @@ tr.pass td{background:#e6f6e6}tr.fail td{background:#f9d6d6}h1{font-size:1.3em}
 
 def report_html(report: ParityReport) -> str:
     e = html.escape
-    first = report.first_divergence
-    head = (f"<h1>Parity: {e(Path(report.network).name)}</h1><p>Image {'x'.join(map(str, report.image_size))}, "
-            f"minibatch {report.minibatch}, {report.steps} steps, seed {report.seed}, device {e(report.device)}"
-            + (f", fault {e(report.fault)}" if report.fault else "") + ".</p>")
     verdict = "PASS" if report.passed else "FAIL"
-    head += f"<p class='verdict-{verdict.lower()}'><b>{verdict}</b>"
-    if first:
-        head += f": first divergence at layer <code>{e(first.layer)}</code> ({e(first.quantity)})"
-    head += "</p>"
+    head = (f"<h1>Parity: {e(Path(report.network).name)}</h1>"
+            f"<p id='verdict' class='verdict-{verdict.lower()}'><b>{e(verdict_sentence(report))}</b></p>"
+            f"<p>Image {'x'.join(map(str, report.image_size))}, "
+            f"minibatch {report.minibatch}, {report.steps} steps, seed {report.seed}, device {e(report.device)}"
+            + (f", fault {e(report.fault)}" if report.fault else "") + ". The plots show, per layer, the share of "
+            "its tolerance each comparison used: 1 is the pass line, and the distance below it is the margin.</p>")
     plots = ""
     for group in report.quantities():
-        png = _plot(report, group)
+        png = plot_png(report, group)
         if png:
-            plots += f"<h2>{e(group)}</h2><img alt='{e(group)} error per layer' src='data:image/png;base64,{png}'>"
+            plots += (f"<h2>{e(group)}</h2><img alt='{e(group)}: share of tolerance used per layer' "
+                      f"src='data:image/png;base64,{png}'>")
     rows = "".join(
         f"<tr class='{'pass' if m.passed else 'fail'}'><td class='l'>{e(m.layer)}</td><td class='l'>{e(m.quantity)}"
         f"</td><td class='l'>{e(m.kind)}</td><td>{_fmt(m.max_abs)}</td><td>{_fmt(m.max_rel)}</td>"
@@ -268,7 +333,8 @@ def summary_text(report: ParityReport) -> str:
             worst[m.layer] = m
     lines = [f"parity {Path(report.network).name} {'x'.join(map(str, report.image_size))}, minibatch "
              f"{report.minibatch}, {report.steps} steps, {report.device}" + (f", fault {report.fault}"
-                                                                               if report.fault else "")]
+                                                                               if report.fault else ""),
+             verdict_sentence(report)]
     for name in report.layers:
         m = worst.get(name)
         if m is None:
