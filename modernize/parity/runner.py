@@ -43,7 +43,7 @@ from .. import port
 from ..port.ops import _exact_pad
 from .metrics import Metric, measure, measure_rerouted
 from .report import ParityReport
-from .tolerances import backward_kind, forward_kind, softmax_tol, tolerances
+from .tolerances import backward_kind, forward_kind, softmax_tol, steps_tol, tolerances
 
 # ---------------------------------------------------------------------------
 # Shared helpers (also used by tests/test_port.py): the same inputs on both sides,
@@ -571,6 +571,7 @@ def _training(report: ParityReport, cfg: Network, cases: int, seed: int, steps: 
         opt.set_progress(p, z=0.0)
         opt.step(cases)
         state = mod.state_dict()
+        tol_k = steps_tol(tol, step)
         for layer in cfg.layers.values():
             if layer.type not in port.WEIGHT_TYPES:
                 continue
@@ -584,7 +585,7 @@ def _training(report: ParityReport, cfg: Network, cases: int, seed: int, steps: 
                                                            tol))
                     continue
                 pw = port.weight_to_engine(layer, i, state[key], copy=False)
-                report.metrics.append(measure(pw, ew, "steps", layer.name, f"step{step}:weights[{i}]", tol,
+                report.metrics.append(measure(pw, ew, "steps", layer.name, f"step{step}:weights[{i}]", tol_k,
                                               scale_of=ew - w0))
             b0 = port.bias_to_engine(layer, start[f"{layer.name}.bias"])
             eb = engine.biases(layer.name)
@@ -593,4 +594,4 @@ def _training(report: ParityReport, cfg: Network, cases: int, seed: int, steps: 
                                                        eb - b0, layer.name, f"step{step}:biases", tol))
                 continue
             report.metrics.append(measure(port.bias_to_engine(layer, state[f"{layer.name}.bias"]), eb, "steps",
-                                          layer.name, f"step{step}:biases", tol, scale_of=eb - b0))
+                                          layer.name, f"step{step}:biases", tol_k, scale_of=eb - b0))

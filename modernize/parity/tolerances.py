@@ -98,6 +98,15 @@ def backward_kind(layer, summed: bool) -> str:
     return "grad-sum" if summed and kind == "grad-copy" else kind
 
 
+def steps_tol(tol: dict[str, tuple[float, float]], step: int) -> dict[str, tuple[float, float]]:
+    """`tol` with the steps class for the weights after `step` steps: its atol times `step`.
+    The weights after step k carry the gradient errors of every step before, and each step's
+    forward and gradients start from weights that already differ by them, so the error of
+    W - W0 grows with k; the rtol (the last rounding of W + inc) does not."""
+    scale, rtol = tol["steps"]
+    return {**tol, "steps": (scale * max(1, step), rtol)}
+
+
 def softmax_tol(tol: dict[str, tuple[float, float]], classes: int) -> dict[str, tuple[float, float]]:
     """`tol` with the softmax class widened for a softmax over `classes` values: the
     normalising sum of D terms is added in another order on each side, and the
