@@ -83,7 +83,8 @@ def measure(steps: int) -> dict:
         walls.append(t1 - t0)
         cpus.append((r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime))
     info = engine._net.info()
-    return {"threads_at_end": int(info.get("threads", 0)), "neighbour_cores_at_end": float(info.get("neighbour_cores", 0)),
+    return {"threads_at_end": int(info.get("threads", 0)),
+            "neighbour_cores_at_end": float(info.get("neighbour_cores", 0)),
             "step_seconds_median": statistics.median(walls), "step_seconds_best": min(walls),
             "cpu_seconds_per_step": statistics.median(cpus), "steps": steps,
             "GOMP_SPINCOUNT": os.environ.get("GOMP_SPINCOUNT"), "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY")}

@@ -31,18 +31,20 @@ so a run killed at any moment leaves the previous checkpoint intact.
 from __future__ import annotations
 
 import json
-import zipfile
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..engine import WEIGHT_LAYER_TYPES, EngineNet
-from ..errors import ReplayError
+from ..errors import ReplayError, quote
 from ..files import atomic_write_bytes
 from ..original.shownet import load as load_config
 from .checkpoint_format import RELEASE, checkpoint_format
-from .release_checkpoint import load_release_checkpoint, read_release_checkpoint, save_release_checkpoint
+from .npzfile import FileProblem, NpzProblem, read_npz
+from .release_checkpoint import (load_release_checkpoint, read_release_checkpoint, save_release_checkpoint,
+                                 unusable_weights)
 
 MAGIC = "alexnet-replay checkpoint"
 VERSION = 2
@@ -59,8 +61,7 @@ def signature(net: EngineNet) -> list[list[Any]]:
 
 
 def _has(net: EngineNet, kind: str, layer: str, i: int) -> bool:
-    rows, cols, _ = net._net.buffer_info(kind, layer, i)
-    return rows * cols > 0
+    return net.has_array(kind, layer, i)  # an engine net, or the port's (harness/backends.py)
 
 
 def _targets(net: EngineNet, accumulating: bool = False) -> dict[str, tuple[str, str, int]]:
@@ -86,6 +87,13 @@ def _targets(net: EngineNet, accumulating: bool = False) -> dict[str, tuple[str,
     return targets
 
 
+def nonfinite_arrays(net: EngineNet) -> list[str]:
+    """The weight and bias arrays of `net` (engine or port) that hold a NaN or an infinity, by
+    their checkpoint names: a run stops on them before it saves (issue 13)."""
+    return [name for name, (kind, layer, i) in _targets(net).items()
+            if kind in ("weights", "biases") and not np.isfinite(net.array(kind, layer, i)).all()]
+
+
 def _arrays(net: EngineNet, accumulating: bool = False) -> dict[str, np.ndarray]:
     # views on the CPU, copies on CUDA (EngineNet.array); and the connection tables of random
     # sparse inputs, which a resumed run (or --init-from's initCFunc) must use again
@@ -99,10 +107,9 @@ def _arrays(net: EngineNet, accumulating: bool = False) -> dict[str, np.ndarray]
 
 def saved_conns(path: str | Path) -> dict[str, list[list[int] | None]]:
     """The connection tables a checkpoint of this project holds, by layer ({} for none)."""
-    try:
-        with open(path, "rb") as f, np.load(f, allow_pickle=False) as data:
-            found = {name: data[name] for name in data.files if name.count("/") == 2 and "/conns/" in name}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+    try:  # within the limits of .npzfile (regular files only, sizes checked first)
+        found = {name: a for name, a in read_npz(path).items() if name.count("/") == 2 and "/conns/" in name}
+    except (FileProblem, NpzProblem):
         return {}  # read_checkpoint reports what is wrong with the file
     out: dict[str, list[list[int] | None]] = {}
     for name, table in found.items():
@@ -132,26 +139,70 @@ def save_checkpoint(path: str | Path, net: EngineNet, state: dict[str, Any] | No
 def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """(metadata, arrays) of a checkpoint, with one clear ReplayError for a bad file."""
     path = Path(path)
-    try:  # our own file object: numpy leaks its handle when the zip is truncated
-        with open(path, "rb") as f, np.load(f, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
-    except FileNotFoundError:
-        raise ReplayError(f"{path}: no such checkpoint") from None
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+    try:  # within the limits of .npzfile: declared sizes checked before anything is read
+        arrays = read_npz(path)
+    except FileProblem as exc:
+        raise ReplayError(f"{path}: " + ("no such checkpoint" if exc.kind == "missing" else exc.reason)) from None
+    except NpzProblem as exc:
         raise ReplayError(f"{path}: not a readable alexnet-replay checkpoint (truncated or another format: "
                           f"{exc})") from None
     raw = arrays.pop("__meta__", None)
     try:
-        meta = json.loads(bytes(raw).decode("utf-8")) if raw is not None else None
+        meta = json.loads(bytes(raw).decode("utf-8")) if raw is not None and raw.dtype == np.uint8 else None
     except (UnicodeDecodeError, json.JSONDecodeError):
         meta = None
+    except RecursionError:
+        raise ReplayError(f"{path}: checkpoint header (__meta__) is nested too deeply to read") from None
     if not isinstance(meta, dict) or meta.get("format") != MAGIC:
         raise ReplayError(f"{path}: not an alexnet-replay checkpoint (no '{MAGIC}' header); a checkpoint "
                           "of the 2012 release is a pickle: convert it with the release-checkpoint reader")
     if meta.get("version") not in READABLE:
-        raise ReplayError(f"{path}: checkpoint format version {meta.get('version')}, this alexnet-replay "
-                          f"reads versions {', '.join(map(str, READABLE))}")
+        raise ReplayError(f"{path}: checkpoint format version {json.dumps(meta.get('version'))[:40]}, this "
+                          f"alexnet-replay reads versions {', '.join(map(str, READABLE))}")
+    problem = header_problem(meta)
+    if problem:
+        raise ReplayError(f"{path}: checkpoint header (__meta__) was edited or damaged: {problem}")
+    for name, array in arrays.items():
+        bad = unusable_weights(array) if "/conns/" not in name else None
+        if bad:
+            raise ReplayError(f"{path}: layer '{name.split('/')[0]}': array '{name}': {bad}")
     return meta, arrays
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def header_problem(meta: dict[str, Any]) -> str | None:
+    """What is wrong with the types of a checkpoint header's fields (the ones this reader
+    uses), or None: a hand-edited header gets one message instead of a crash later."""
+    def shape(v: Any) -> bool:
+        return isinstance(v, list) and all(_is_int(d) and d >= 0 for d in v)
+
+    sig = meta.get("signature")
+    if not isinstance(sig, list) or not all(
+            isinstance(r, list) and len(r) == 4 and isinstance(r[0], str) and isinstance(r[1], str)
+            and isinstance(r[2], list) and all(shape(m) for m in r[2]) and shape(r[3]) for r in sig):
+        return "'signature' must be a list of [layer name, type, [matrix shapes], bias shape]"
+    for key in ("layers_file", "params_file"):
+        if meta.get(key) is not None and not isinstance(meta[key], str):
+            return f"'{key}' must be a path (text), not {type(meta[key]).__name__}"
+    size = meta.get("image_size")
+    if size is not None and not (shape(size) and len(size) == 3 and min(size) >= 1):
+        return "'image_size' must be [channels, height, width], three positive integers"
+    state = meta.get("state")
+    if not isinstance(state, dict):
+        return f"'state' must be an object (got {'null' if state is None else type(state).__name__})"
+    for key, low in (("epoch", 1), ("batchnum", 0), ("batches_done", 0)):
+        if key in state and not (_is_int(state[key]) and low <= state[key] < 2**31):
+            return f"'state.{key}' must be an integer from {low} (got {quote(json.dumps(state[key]), 40)})"
+    if state.get("options") is not None and not isinstance(state["options"], dict):
+        return "'state.options' must be an object"
+    update = meta.get("update", {"freq": 1, "accumulated": 0})
+    if not isinstance(update, dict) or not all(
+            _is_int(update.get(k, d)) and update.get(k, d) >= d for k, d in (("freq", 1), ("accumulated", 0))):
+        return "'update' must be {\"freq\": integer >= 1, \"accumulated\": integer >= 0}"
+    return None
 
 
 def load_checkpoint(path: str | Path, net: EngineNet) -> dict[str, Any]:
@@ -202,8 +253,8 @@ def convert_checkpoint(source: str | Path, target: str | Path, *, layers: str | 
     Returns the target's format: ``"release"`` or ``"own"``.
     """
     source, target = Path(source), Path(target)
-    if not source.is_file():
-        raise ReplayError(f"{source}: no such checkpoint file")
+    if not source.is_file() and (not os.path.lexists(source) or source.is_dir()):  # a FIFO, a device: refused
+        raise ReplayError(f"{source}: no such checkpoint file")                       # by name when read
     if source.resolve() == target.resolve():
         raise ReplayError(f"{target}: the converted file would overwrite its source")
     from_release = checkpoint_format(source) == RELEASE
@@ -219,7 +270,9 @@ def convert_checkpoint(source: str | Path, target: str | Path, *, layers: str | 
         state = {"epoch": release.epoch, "batchnum": release.batchnum, "batches_done": release.batches_done,
                  "options": release.options,
                  "last_test": (release.test_outputs[-1][0] if release.test_outputs
-                               and isinstance(release.test_outputs[-1], (tuple, list)) else None)}
+                               and isinstance(release.test_outputs[-1], (tuple, list)) else None),
+                 "history": release.history().to_state(),  # train_outputs, test_outputs (.history)
+                 "test_outputs": [costs for _, _, costs in release.history().test]}
     else:
         meta, _ = read_checkpoint(source)
         layers = layers or meta.get("layers_file")

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import io
 import os
 import re
 import sys
@@ -52,16 +53,21 @@ from tqdm import tqdm
 
 from ..engine import WEIGHT_LAYER_TYPES, EngineNet
 from ..errors import ReplayError
+from ..files import FolderLock, atomic_write_text, remove_stale_temporaries
 from ..gradcheck import check_gradients, summary
 from ..original.layers import Network
 from ..original.reconstructions import reconstructions
 from ..original.shownet import load as load_config
-from .classes import check_class_count, data_facts
+from .backends import check_device, training_net
+from .classes import check_class_count, check_data_layers, data_facts
+from .distributed import join as join_group
+from .history import History, rates_of
 from .init_from import InitSource, require_source
 from . import checkpoint as ckpt
 from .checkpoint_format import RELEASE, checkpoint_format, natural_key, newest_checkpoint
 from .multiview import multiview_costs
-from .options import OPTIONS, SET_ONCE, parse_gpus, parse_names, parse_range, parse_unshare
+from .options import (OPTIONS, PATH_OPTIONS, SET_ONCE, check_values, parse_gpus, parse_names, parse_range,
+                      parse_unshare, resolved_path)
 from .providers import batch_rng, make_provider, minibatches
 from .report import averages, batch_line, format_costs, format_test_block, weight_lines, write_predictions
 from .release_checkpoint import load_release_checkpoint, read_release_checkpoint
@@ -77,11 +83,15 @@ class Run:
     batchnum: int
     batches_done: int
     grad_checks: list | None = None     # --check-grads: one gradcheck.MatrixCheck per matrix
+    writer: bool = True                 # False: a data-parallel process other than rank 0 (no tests, no saves)
 
 
 def _options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any] | None, Path | None]:
     """Effective options: the checkpoint's, replaced by those given here (§C.3)."""
     given = {k: getattr(args, k) for k in OPTIONS if getattr(args, k) is not None}
+    for key in PATH_OPTIONS:  # stored and compared resolved (issue 13, item 5)
+        if isinstance(given.get(key), str):
+            given[key] = resolved_path(given[key])
     state, source = None, None
     if args.load_file:
         source = newest_checkpoint(args.load_file)
@@ -90,13 +100,17 @@ def _options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any] |
             state = {"epoch": release.epoch, "batchnum": release.batchnum,
                      "batches_done": release.batches_done, "options": release.options, "release": True,
                      "test_outputs": [t[0] for t in release.test_outputs
-                                      if isinstance(t, (tuple, list)) and t and isinstance(t[0], dict)]}
+                                      if isinstance(t, (tuple, list)) and t and isinstance(t[0], dict)],
+                     "history": release.history().to_state()}
         else:
             meta, _ = ckpt.read_checkpoint(source)
             state = meta["state"]
         stored = dict(state.get("options", {}))
         for key in SET_ONCE:
-            if key in given and stored.get(key) is not None and given[key] != stored.get(key):
+            was = stored.get(key)
+            if key in PATH_OPTIONS and isinstance(was, str):
+                was = resolved_path(was)
+            if key in given and was is not None and given[key] != was:
                 raise ReplayError(f"--{key.replace('_', '-')} is set once, when a run starts; this checkpoint "
                                   f"has {stored.get(key)!r}")
         options = {**{k: d for k, (_, d) in OPTIONS.items()}, **stored, **given}
@@ -113,10 +127,8 @@ def _options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any] |
     missing = [k for k in needed if options.get(k) is None]
     if missing:
         raise ReplayError("missing options: " + ", ".join("--" + k.replace("_", "-") for k in missing))
-    if options["device"] not in ("cpu", "cuda"):
-        raise ReplayError(f"--device {options['device']}: must be cpu or cuda")
-    if options["mini"] < 1 or options["test_freq"] < 1 or options["epochs"] < 1 or options["wupdate_freq"] < 1:
-        raise ReplayError("--mini, --test-freq, --epochs and --wupdate-freq must be >= 1")
+    check_device(options["backend"], options["device"])
+    check_values(options)  # types and bounds, whether given here or stored in the checkpoint
     _check_release_options(options, given)
     return options, state, source
 
@@ -224,10 +236,36 @@ class _Log:
         print(text, file=self.out, flush=True)
 
 
+def _remove_abandoned_runs(save_path: Path) -> None:
+    """Run folders in `save_path` whose run was killed before its first checkpoint: nothing in
+    them but the lock, the ledger and half-written temporaries, and no live run holding the
+    lock. Starting again would leave them behind for good, so the next new run removes them."""
+    for folder in save_path.glob("ConvNet__*"):
+        if not folder.is_dir() or folder.is_symlink():
+            continue
+        names = [f.name for f in folder.iterdir()]
+        if FolderLock.NAME not in names or not all(n in (FolderLock.NAME, _LEDGER) or n.endswith(".tmp")
+                                                   for n in names):
+            continue
+        try:
+            lock = FolderLock(folder, "alexnet-replay train, removing an abandoned run folder").acquire()
+        except ReplayError:  # a run is alive in it
+            continue
+        try:
+            for name in names:
+                (folder / name).unlink(missing_ok=True)
+            folder.rmdir()
+        except OSError:
+            pass
+        finally:
+            lock.release()
+
+
 def _new_run_folder(save_path: Path) -> Path:
     """§C.7's ``ConvNet__<timestamp>`` folder, created here. A second run started in the
     same second in the same save path gets ``_2``, ``_3``, ... rather than sharing it."""
     save_path.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned_runs(save_path)
     stamp = datetime.now().strftime("ConvNet__%Y-%m-%d_%H.%M.%S")
     for k in range(1, 1000):
         folder = save_path / (stamp if k == 1 else f"{stamp}_{k}")
@@ -250,7 +288,8 @@ def _run_batch(net: EngineNet, matrices: Sequence[np.ndarray], mini: int, train:
             after()
         for name, values in costs.items():
             if not all(np.isfinite(values)):
-                raise ReplayError(f"cost '{name}' is not finite ({values}): training diverged")
+                raise ReplayError(f"cost '{name}' is not finite ({values}): training diverged, or the data or the "
+                                  "parameters hold NaN or infinite values; nothing was saved after it")
             totals[name] = [a + b for a, b in zip(totals.get(name, [0.0] * len(values)), values)]
     return totals
 
@@ -270,21 +309,61 @@ def train(args: argparse.Namespace, out=None,
     (default: the current sys.stdout). `on_save(path)` is called after each checkpoint is written.
     With ``--check-grads=1`` no net is returned (None); ``run.grad_checks`` holds the verdicts."""
     providers: list = []
+    guard = _RunGuard()
     try:
-        return _train(args, out, on_save, providers)
+        result = _train(args, out, on_save, providers, guard)
+        guard.succeeded = True
+        return result
     finally:  # stop prefetch threads and decoding processes here, not in a finalizer later
         for dp in providers:
             close = getattr(dp, "close", None)
             if close is not None:
                 close()
+        guard.close()
 
 
-def _train(args: argparse.Namespace, out, on_save, providers: list) -> tuple[Run, EngineNet | None]:
+class _RunGuard:
+    """What a run holds while it writes into its folder: the folder's lock (two runs in one
+    folder would replace each other's checkpoints), and the folder itself when this process
+    made it, removed again if the run fails before it saved anything."""
+
+    def __init__(self) -> None:
+        self.locks: list[FolderLock] = []
+        self.made: Path | None = None
+        self.made_parents: list[Path] = []  # the folders above it that this run made (--save-path), deepest first
+        self.succeeded = False
+
+    def lock(self, folder: Path, what: str) -> None:
+        self.locks.append(FolderLock(folder, what).acquire())
+        remove_stale_temporaries(folder)  # a killed run's half-written checkpoint; no writer is left
+
+    def close(self) -> None:
+        if not self.succeeded and self.made is not None and self.made.is_dir() \
+                and not any(_CHECKPOINT_NAME.fullmatch(f.name) for f in self.made.iterdir()):
+            for f in self.made.iterdir():
+                if f.name in (FolderLock.NAME, _LEDGER) or f.name.endswith(".tmp"):
+                    f.unlink()
+            try:
+                self.made.rmdir()
+                for parent in self.made_parents:
+                    parent.rmdir()
+            except OSError:  # something else was put there: leave it
+                pass
+        for lock in self.locks:
+            lock.release()
+
+
+def _train(args: argparse.Namespace, out, on_save, providers: list,
+           guard: _RunGuard) -> tuple[Run, EngineNet | None]:
     out = out if out is not None else sys.stdout
     options, state, source = _options(args)
     quiet = bool(getattr(args, "quiet", False))
     if options["check_grads"]:
         return _check_grads(options, state, source, out, quiet, providers), None
+    group = join_group(options["device"])  # under torchrun: data parallel (harness/distributed.py), else None
+    if group is not None:
+        providers.append(group)  # left with the providers, whatever happens (train's finally)
+        out = out if group.writer else io.StringIO()  # rank 0 alone logs
     train_range = parse_range(options["train_range"], "train_range")
     test_range = parse_range(options["test_range"], "test_range")
     dp = options["data_provider"] or None
@@ -300,6 +379,7 @@ def _train(args: argparse.Namespace, out, on_save, providers: list) -> tuple[Run
     config, _ = load_config(options["layer_def"], options["layer_params"], image_size=(3, side, side),
                             num_gpus=_gpus(options)[1] or None, **facts)
     check_class_count(config, facts["num_classes"], str(options["data_path"]))
+    check_data_layers(config, train_dp, str(options["data_path"]))  # dataIdx in range, sizes the data gives
     unshared = [tuple(pair) for pair in state.get("unshared", [])] if state is not None else []
     config = _unshare(config, unshared)  # the copies earlier starts made (§A.7), so the checkpoint fits
     _unshare(config, parse_unshare(options["unshare_weights"] or ""))  # checked now; made after loading
@@ -312,10 +392,14 @@ def _train(args: argparse.Namespace, out, on_save, providers: list) -> tuple[Run
         conns = init_source.conn_tables(config) if init_source is not None else None
     else:
         conns = ckpt.saved_conns(source) if not state.get("release") else None
-    net = EngineNet(config, options["mini"], options["seed"], options["device"],  # cuda: ReplayError if unusable
+    # --backend port: this engine net on the CPU only holds the state the port starts from (harness/backends.py)
+    engine_here = options["backend"] == "engine"
+    net = EngineNet(config, options["mini"] if engine_here else 1, options["seed"],  # cuda: ReplayError if unusable
+                    options["device"] if engine_here else "cpu",
                     num_gpus=devices, conns=conns, skip_init_funcs=state is not None or init_source is not None,
                     update_freq=options["wupdate_freq"])
-    notes = _device_notes(options, net) + reconstruction_lines(net.config)
+    notes = (_device_notes(options, net) if engine_here or options["device"] == "cpu" else []) \
+        + reconstruction_lines(net.config)
     if init_source is not None:
         notes += [f"Initialised {line}" for line in init_source.fill(net)]
     _prediction_layer(net, options)  # a bad --logreg-name fails before anything is written
@@ -326,20 +410,32 @@ def _train(args: argparse.Namespace, out, on_save, providers: list) -> tuple[Run
         else:
             ckpt.load_checkpoint(source, net)
         run = Run(options, source.parent, state["epoch"], state["batchnum"], state["batches_done"])
+        if not options["test_only"] and (group is None or group.writer):  # checked all it reads; before it writes
+            guard.lock(source.parent, "alexnet-replay train -f " + str(source))
         if not quiet:
             print(f"Resumed from {source} (epoch {run.epoch}, batch {run.batchnum})", file=out)
     else:
-        folder = _new_run_folder(Path(options["save_path"]))
+        save_path = Path(options["save_path"])
+        guard.made_parents = [p for p in (save_path, *save_path.parents) if not p.exists()]
+        folder = _new_run_folder(save_path) if group is None or group.writer else None
+        if folder is not None:
+            guard.made = folder
+            guard.lock(folder, "alexnet-replay train, a new run")
         run = Run(options, folder, 1, train_range[0] - 1, 0)  # "batch before the first"
     if not quiet:
         for note in notes:
             print(note, file=out)
     net = _apply_unshare(net, options, unshared, devices)
+    net = training_net(net, options, group)  # the engine, its data-parallel share, or the port
+    run.writer = group is None or group.writer
     options["_unshared"] = unshared
     history = (state or {}).get("test_outputs") or ([state["last_test"]] if (state or {}).get("last_test") else [])
     options["_test_history"] = [{k: [float(v) for v in vs] for k, vs in t.items()} for t in history]
+    options["_history"] = History.from_state(state, str(source)) if state is not None else History()
+    options["_history"].add_rates(run.batches_done, options["layer_params"], rates_of(net.config))
     if options["test_only"]:
-        _test(net, test_dp, test_range, run, out, all_batches=not options["test_one"], per_batch=True)
+        if run.writer:
+            _test(net, test_dp, test_range, run, out, all_batches=not options["test_one"], per_batch=True)
         return run, net
 
     total = options["epochs"] * len(train_range)
@@ -378,9 +474,11 @@ def _train_loop(net: EngineNet, run: Run, options: dict[str, Any], train_range: 
             ne, nb = (epoch, train_range[i + 1]) if i + 1 < len(train_range) else (epoch + 1, train_range[0])
             train_dp.prefetch(nb, batch_rng(options["seed"], ne, nb))
         costs = _run_batch(net, matrices, options["mini"], train=True)
+        _stop_if_not_finite(net, run)
         cases = matrices[0].shape[1]
+        run.options["_history"].add_train(run.batches_done, epoch, batchnum, cases, costs)
         line = f"{epoch}.{batchnum}... {format_costs(costs, cases)}"
-        if run.batches_done % options["test_freq"] == 0:
+        if run.batches_done % options["test_freq"] == 0 and run.writer:
             log(line)
             test_index = _test(net, test_dp, test_range, run, log, start=test_index,
                                all_batches=not options["test_one"])
@@ -391,6 +489,20 @@ def _train_loop(net: EngineNet, run: Run, options: dict[str, Any], train_range: 
         log(f"{line} ({time.perf_counter() - started:.2f} sec)".strip(), flush=True)
         log.batch_done(cases)
         last_epoch = epoch
+
+
+def _stop_if_not_finite(net: EngineNet, run: Run) -> None:
+    """A NaN or an infinity in a weight or a bias stops the run before anything more is saved:
+    training diverged (learning rates too high) or the data or parameters hold such values.
+    Max pooling can turn a NaN into numbers, so the weights are checked, not the costs alone
+    (those, _run_batch checks)."""
+    bad = ckpt.nonfinite_arrays(net)  # (the costs: _run_batch)
+    if bad:
+        where = f"batch {run.epoch}.{run.batchnum}"
+        last = run.options.get("_last_saved")
+        tail = f"; the last checkpoint, {last}, was written before" if last else "; no checkpoint was written"
+        raise ReplayError(f"{where}: {', '.join(bad[:4])}{' ...' if len(bad) > 4 else ''} hold NaN or infinite "
+                          f"values: training diverged, or the data or the parameters hold such values{tail}")
 
 
 def _test(net: EngineNet, test_dp, test_range: list[int], run: Run, out, start: int = 0,
@@ -414,6 +526,8 @@ def _test(net: EngineNet, test_dp, test_range: list[int], run: Run, out, start: 
     per_case = {k: [v / cases for v in vs] for k, vs in totals.items()}
     history = run.options.setdefault("_test_history", [])
     history.append(per_case)
+    if "_history" in run.options:
+        run.options["_history"].add_test(run.batches_done, cases, per_case)
     emit(format_test_block(totals, cases, averages(history, len(test_range)), weight_lines(net)))
     run.options["_last_test"] = per_case
     return (start + 1) % len(test_range)
@@ -576,29 +690,40 @@ def _check_grads(options: dict[str, Any], state: dict[str, Any] | None, source: 
 
 
 _CHECKPOINT_NAME = re.compile(r"\d+\.\d+\.npz")  # what _save writes: <epoch>.<batchnum>.npz
+_LEDGER = ".checkpoints-written"  # in a run folder: the checkpoints this run wrote there, one per line
 
 
 def _save(net: EngineNet, run: Run, log: _Log) -> Path:
     path = run.folder / f"{run.epoch}.{run.batchnum}.npz"
+    # The ledger names the checkpoint before it exists, so that a kill between the two writes
+    # cannot leave a checkpoint of this run that the rotation would never delete.
+    ledger = run.folder / _LEDGER
+    written = [n for n in (ledger.read_text().split() if ledger.is_file() else []) if n != path.name] + [path.name]
+    atomic_write_text(ledger, "".join(n + "\n" for n in written))
     options = {k: v for k, v in run.options.items() if not k.startswith("_")}
     ckpt.save_checkpoint(path, net, {"epoch": run.epoch, "batchnum": run.batchnum,
                                      "batches_done": run.batches_done, "options": options,
                                      "last_test": run.options.get("_last_test"),
                                      "test_outputs": run.options.get("_test_history", []),
+                                     "history": run.options["_history"].to_state(),
                                      "unshared": [list(p) for p in run.options.get("_unshared", [])]},
                          compress=bool(run.options["zip_save"]))  # --zip-save=1: deflated
     # §C.7: delete the oldest checkpoints (natural order) while they exceed --max-filesize MB,
-    # never the one just written; 0 keeps only the newest. Only files named as this driver names
-    # checkpoints (E.B.npz) count and go: a user's best.npz or embeddings.npz in the folder stay.
-    files = sorted((f for f in run.folder.glob("*.npz") if _CHECKPOINT_NAME.fullmatch(f.name) and f.is_file()),
+    # never the one just written; 0 keeps only the newest. Only the checkpoints this run wrote
+    # into its folder count and go (the folder's ledger lists them): the checkpoint a run was
+    # resumed from out of another folder, a user's copy, best.npz or embeddings.npz all stay.
+    files = sorted((run.folder / n for n in written if _CHECKPOINT_NAME.fullmatch(n) and (run.folder / n).is_file()),
                    key=natural_key)
     limit = run.options["max_filesize"] * 2**20
     total = sum(f.stat().st_size for f in files)
+    kept = set(written)
     for older in files:
         if older == path or total <= limit:
             break
         total -= older.stat().st_size
+        kept.discard(older.name)
         older.unlink()
+    atomic_write_text(ledger, "".join(n + "\n" for n in written if n in kept))
     run.options["_last_saved"] = str(path)
     log("-" * 24 + f"\nSaved checkpoint to {path}\n" + "=" * 24)
     return path

@@ -39,6 +39,13 @@ def test_quick_demo_writes_every_output(tmp_path, capsys):
     assert summary["parity"]["ran"] and summary["parity"]["passed"]
     assert {p.name for p in (out / "parity").iterdir()} >= {"report.json", "report.md", "report.html"}
     assert f"outputs in {out}" in text and "parity of engine and PyTorch port: passed" in text
+    # the run's curves and first-layer filters (show --cost --filters conv1), and where they are
+    figures = summary["figures"]
+    assert figures["ran"] and f"training curves in {out / 'show' / 'cost.png'}" in text
+    cost = json.loads((out / "show" / "cost.json").read_text())
+    assert [t[0] for t in cost["test"]] == [5] and len(cost["train"]) == 5   # one test, after batch 5 of 5
+    assert (out / "show" / "filters.png").read_bytes()[:4] == b"\x89PNG" and "base64," in \
+        (out / "show" / "show.html").read_text()
     # running it again into the same folder starts clean: still one run folder, one checkpoint
     assert main(["demo", "--out", str(out), "--quick", "--seed", "1", "--no-parity", "--quiet"]) == 0
     assert len(list((out / "runs").glob("ConvNet__*/*.npz"))) == 1

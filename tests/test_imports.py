@@ -32,6 +32,8 @@ LAZY = {
     ("alexnet_replay", "build_info"): "`import alexnet_replay` stays light: the compiled engine loads on first use",
     ("alexnet_replay", "load"): "`import alexnet_replay` stays light: the compiled engine loads on first use",
     ("alexnet_replay.harness.demo", "run_demo"): "the demo's parity check needs torch, an optional extra",
+    ("alexnet_replay.harness.demo", "_figures"): "the demo's curves and filters need matplotlib, an optional extra",
+    ("alexnet_replay.harness.backends", "_port"): "train --backend port needs torch, an optional extra",
 }
 
 

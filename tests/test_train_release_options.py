@@ -124,6 +124,13 @@ def digits(tmp_path_factory):
     return folder
 
 
+def visible(folder: Path) -> list[str]:
+    """The files of a run folder but its lock and its ledger of checkpoints (harness/driver.py)."""
+    names = sorted(p.name for p in folder.iterdir())
+    assert {n for n in names if n.startswith(".")} <= {".alexnet-replay.lock", ".checkpoints-written"}, names
+    return [n for n in names if not n.startswith(".")]
+
+
 def fresh(digits, save, *extra: str) -> list[str]:
     return [f"--data-path={digits / 'data'}", f"--save-path={save}", f"--layer-def={digits / 'net.cfg'}",
             f"--layer-params={digits / 'params.cfg'}", *RUN, *extra]
@@ -230,7 +237,7 @@ def test_release_command_lines_from_the_notes_run_as_written(release, digits, tm
         want = [(tests_so_far[-1]["logprob"][k] + total[k]) / 2 for k in range(3)]
         assert costs_of(lines[5], "Averages") == pytest.approx(want, abs=6e-7)
         assert lines[6:] == expected_weight_lines(checkpoint)
-        assert sorted(p.name for p in run.folder.iterdir()) == ["1.4.npz"]  # a test writes no checkpoint
+        assert visible(run.folder) == ["1.4.npz"]  # a test writes no checkpoint
 
 
 def test_gpu_and_num_gpus_on_a_cpu_run(digits, tmp_path, capsys):
@@ -375,7 +382,7 @@ def test_unshare_weights_copies_a_shared_matrix_apart_once(digits, tmp_path, cap
         assert main(["train", "-f", str(first.folder), f"--unshare-weights={spec}"]) == 1
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err, err
-    assert sorted(p.name for p in first.folder.iterdir()) == ["3.4.npz"]  # one folder; the refusals wrote nothing
+    assert visible(first.folder) == ["3.4.npz"]  # one folder; the refusals wrote nothing
 
 
 def test_check_grads_runs_the_gradient_check_instead_of_training(digits, tmp_path, capsys, monkeypatch):
@@ -434,7 +441,7 @@ def test_checkpoint_rotation_deletes_only_this_drivers_checkpoints(digits, tmp_p
     """§C.7's rotation (--max-filesize, 0: keep the newest) removes the driver's own E.B.npz files
     only: a run resumed from a user's copy (0-best.npz) in the folder leaves it, and any other .npz."""
     run, _ = train(args_for(fresh(digits, tmp_path, "--epochs=1")), out=io.StringIO())
-    assert sorted(p.name for p in run.folder.iterdir()) == ["1.4.npz"]
+    assert visible(run.folder) == ["1.4.npz"]
     mine = ["0-best.npz", "1-embeddings.npz", "2.npz"]  # all sort before the next checkpoint, 2.4.npz
     assert sorted(map(Path, [*mine, "2.4.npz"]), key=natural_key)[-1] == Path("2.4.npz")
     shutil.copyfile(run.folder / "1.4.npz", run.folder / mine[0])
@@ -442,7 +449,7 @@ def test_checkpoint_rotation_deletes_only_this_drivers_checkpoints(digits, tmp_p
     np.savez(run.folder / mine[2], x=np.arange(3))
     resumed, _ = train(args_for(["-f", str(run.folder / mine[0]), "--epochs=2"]), out=io.StringIO())
     assert resumed.folder == run.folder
-    assert sorted(p.name for p in run.folder.iterdir()) == sorted([*mine, "2.4.npz"])
+    assert visible(run.folder) == sorted([*mine, "2.4.npz"])
     # a limit the checkpoints fit in keeps them all
     train(args_for(["-f", str(run.folder), "--epochs=3", "--max-filesize=100"]), out=io.StringIO())
     assert sorted(p.name for p in run.folder.glob("*.*.npz")) == ["2.4.npz", "3.2.npz", "3.4.npz"]

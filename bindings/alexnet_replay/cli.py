@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .errors import ReplayError
+from .errors import ReplayError, os_error_message
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -202,44 +202,132 @@ def _cmd_checkpoint(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ranges(text: str | None, what: str) -> list[int] | None:
+    from .harness.options import parse_range
+
+    return parse_range(text, what) if text else None
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .harness.predict import error_report, load_trained, predict, write_predictions
+
+    trained = load_trained(args.checkpoint, data_path=args.data_path, data_provider=args.data_provider)
+    batches = _ranges(args.test_range, "test_range") or _ranges(trained.options.get("test_range"), "test_range")
+    if not batches:
+        raise ReplayError(f"{trained.source}: the checkpoint names no test range; give --test-range")
+    preds = predict(trained, batches, multiview=bool(args.multiview_test), logreg_name=args.logreg_name,
+                    minibatch=args.mini, device=args.device)
+    paths = write_predictions(preds, args.out, release=not args.no_release)
+    rep = error_report(preds)
+    if rep["labelled"]:
+        print(f"{rep['images']} images, {preds.info['views']} view(s): top-1 error {rep['top1']:.4f}, "
+              f"top-5 error {rep['top5']:.4f}")
+    print(f"predictions in {args.out}: {', '.join(p.name for p in paths.values())}"
+          + ("" if args.no_release else ", test_preds_<batch>"))
+    return 0
+
+
+def _cmd_average(args: argparse.Namespace) -> int:
+    from .harness.ensemble import average, member_errors, search_weights
+    from .harness.predict import error_report, read_predictions, write_predictions
+
+    members = [read_predictions(p, args.data_path) for p in args.predictions]
+    names = [str(p) for p in args.predictions]
+    if args.weights:
+        try:
+            weights = [float(w) for w in args.weights.split(",")]
+        except ValueError:
+            raise ReplayError(f"--weights {args.weights}: give numbers separated by commas") from None
+        passes = []
+    else:
+        weights, passes = search_weights(members, names, args.search_on)
+    avg = average(members, weights, names)
+    avg.info["search"] = passes
+    paths = write_predictions(avg, args.out, release=not args.no_release)
+    for row in member_errors(members, names) + [{"name": "average", **error_report(avg)}]:
+        if row.get("top1") is not None:
+            print(f"{row['name']}: top-1 error {row['top1']:.4f}, top-5 error {row['top5']:.4f}")
+    print(f"weights {', '.join(f'{w:g}' for w in weights)}"
+          + (f" (searched, {len(passes)} pass(es))" if passes else " (given)")
+          + f"; average in {args.out}: {', '.join(p.name for p in paths.values())}")
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from .harness.predict import load_trained
+
+    try:
+        from .harness.views import show_views
+    except ImportError as exc:  # matplotlib is an optional extra
+        raise ReplayError(f"show draws with matplotlib, which is not installed ({exc}); "
+                          "pip install 'alexnet-replay[show]'") from None
+    if not (args.cost is not None or args.filters or args.preds or args.similar or args.features):
+        raise ReplayError("show: name a view: --cost, --filters LAYER, --preds, --similar LAYER or --features LAYER")
+    trained = load_trained(args.checkpoint, data_path=args.data_path, data_provider=args.data_provider)
+    show_views(trained, args.out, cost=args.cost, filters=args.filters, preds=args.preds, similar=args.similar,
+               features=args.features, test_range=_ranges(args.test_range, "test_range"),
+               train_range=_ranges(args.train_range, "train_range"), multiview=bool(args.multiview_test),
+               logreg_name=args.logreg_name, count=args.count, neighbours=args.neighbours,
+               only_errors=args.only_errors, seed=args.seed, minibatch=args.mini, device=args.device, say=print)
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .harness.demo import run_demo
 
     summary = run_demo(args.out, quick=args.quick, seed=args.seed, epochs=args.epochs, parity=not args.no_parity,
-                       quiet=args.quiet)
+                       quiet=args.quiet, backend=args.backend, device=args.device)
     if args.quiet:
         print(f"test accuracy {summary['test_accuracy']:.2%}; outputs in {args.out}")
     parity = summary["parity"]
     return 0 if not parity.get("ran") or parity.get("passed") else 1
 
 
-def _cmd_make_batches(args: argparse.Namespace) -> int:
-    from .harness.make_batches import cifar10_python_archive, digits_batches, image_folder_batches, tagged_image_batches
+def _cmd_dossier(args: argparse.Namespace) -> int:
+    from .dossier import build_dossier
 
-    out = Path(args.out)
+    argv = " ".join(["alexnet-replay dossier", args.copy, "--out", args.out]
+                    + (["--run", args.run] if args.run else []) + (["--quick"] if args.quick else []))
+    dossier = build_dossier(args.copy, args.out, run=args.run, quick=args.quick, command=argv)
+    page = Path(args.out) / "dossier.html"
+    print(f"{page}: {page.stat().st_size:,} bytes; {dossier['identity']['summary']}")
+    print(f"replay: {dossier['replay']['parity']['verdict']}")
+    written = sorted(p.name + ("/" if p.is_dir() else "") for p in Path(args.out).iterdir())
+    print(f"{args.out}: {', '.join(written)} ({dossier['build_seconds']:.1f} s)")
+    return 0
+
+
+def _cmd_make_batches(args: argparse.Namespace) -> int:
+    from .harness.make_batches import (cifar10_python_archive, digits_batches, image_folder_batches,
+                                       tagged_image_batches, write_folder_atomically)
+
     if args.cifar10 and not Path(args.cifar10).is_file():
         raise ReplayError(f"{args.cifar10}: no such file (give the CIFAR-10 python archive)")
-    if out.exists() and any(out.iterdir()) and not args.force:
-        raise ReplayError(f"{out}: folder is not empty (give --force to write into it)")
+    if args.images and not Path(args.images).is_dir():
+        raise ReplayError(f"{args.images}: no such folder (give a folder of images, one subfolder per class)")
+    if args.tags and not Path(args.tags).is_file():
+        raise ReplayError(f"{args.tags}: no such file (give the tags file)")
     if args.max_tags and not args.tags:
         raise ReplayError("--max-tags applies to --tags (multi-label batches)")
     if args.tags and not args.images:
         raise ReplayError("--tags lists images of an --images folder; give --images DIR too")
     if args.tags and args.format != "jpeg":
         raise ReplayError("--tags writes Flickr batches, which hold JPEGs (driver.md §D.7); drop --format raw")
-    out.mkdir(parents=True, exist_ok=True)
-    if args.tags:
-        made = tagged_image_batches(args.images, args.tags, out, image_size=args.image_size,
-                                    batch_size=args.batch_size, num_test_batches=args.test_batches,
-                                    max_tags=args.max_tags, quality=args.quality, seed=args.seed)
-    elif args.images:
-        made = image_folder_batches(args.images, out, image_size=args.image_size, batch_size=args.batch_size,
-                                    num_test_batches=args.test_batches, fmt=args.format, quality=args.quality,
-                                    seed=args.seed)
-    elif args.digits:
-        made = digits_batches(out, seed=args.seed)
-    else:
-        made = cifar10_python_archive(Path(args.cifar10), out)
+
+    def make(out: Path):
+        if args.tags:
+            return tagged_image_batches(args.images, args.tags, out, image_size=args.image_size,
+                                        batch_size=args.batch_size, num_test_batches=args.test_batches,
+                                        max_tags=args.max_tags, quality=args.quality, seed=args.seed)
+        if args.images:
+            return image_folder_batches(args.images, out, image_size=args.image_size, batch_size=args.batch_size,
+                                        num_test_batches=args.test_batches, fmt=args.format, quality=args.quality,
+                                        seed=args.seed)
+        if args.digits:
+            return digits_batches(out, seed=args.seed)
+        return cifar10_python_archive(Path(args.cifar10), out)
+
+    made = write_folder_atomically(args.out, make, force=args.force)
     print(f"{made.out_dir}: batches.meta and data_batch_{made.batch_nums[0]}..{made.batch_nums[-1]} "
           f"({made.meta.num_vis} values per image, {made.meta.num_classes} "
           f"{'tags' if args.tags else 'classes'}); "
@@ -323,6 +411,54 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--force", action="store_true", help="replace TARGET")
     q.set_defaults(handler=_cmd_checkpoint)
 
+    def evaluation_options(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--data-path", metavar="DIR", help="data batches (default: the checkpoint's --data-path)")
+        q.add_argument("--data-provider", metavar="NAME", help="provider (default: the checkpoint's)")
+        q.add_argument("--test-range", metavar="RANGE", help="test batches (default: the checkpoint's)")
+        q.add_argument("--multiview-test", type=int, default=0, choices=(0, 1),
+                       help="1: average the softmax over the 10 views (ImageNet) or 9 (CIFAR) of driver.md §C.5")
+        q.add_argument("--logreg-name", metavar="NAME", help="the cost.logreg layer (default: the only one)")
+        q.add_argument("--mini", type=int, default=128, metavar="N", help="cases per forward pass (default 128)")
+        q.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="engine (default cpu)")
+
+    p = sub.add_parser("predict", help="softmax outputs of a checkpoint for test batches, errors, submission file")
+    p.add_argument("checkpoint", help="a checkpoint (.npz or the release's pickle) or a run folder (its newest)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="writes predictions.npz, predictions.json, submission.txt, test_preds_<batch>")
+    evaluation_options(p)
+    p.add_argument("--no-release", action="store_true", help="do not write the release's test_preds_<batch>")
+    p.set_defaults(handler=_cmd_predict)
+
+    p = sub.add_parser("average", help="weighted average of several predictions (an ensemble), weights given or "
+                                       "searched as avg-valid.py did")
+    p.add_argument("predictions", nargs="+", metavar="PRED",
+                   help="predictions.npz, a folder holding one, or a folder of the release's test_preds_<batch>")
+    p.add_argument("--out", required=True, metavar="DIR", help="the average, written as predict writes")
+    p.add_argument("--weights", metavar="W1,W2,...", help="one weight per PRED (default: searched on the labels)")
+    p.add_argument("--search-on", choices=("top5", "top1"), default="top5",
+                   help="the error the weight search lowers (default top5, as avg-valid.py)")
+    p.add_argument("--data-path", metavar="DIR", help="labels for folders of test_preds_<batch> files")
+    p.add_argument("--no-release", action="store_true", help="do not write the release's test_preds_<batch>")
+    p.set_defaults(handler=_cmd_average)
+
+    p = sub.add_parser("show", help="shownet.py's views as PNG files, their numbers and one HTML page")
+    p.add_argument("checkpoint", help="a checkpoint (.npz or the release's pickle) or a run folder (its newest)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the pictures, numbers and show.html")
+    p.add_argument("--cost", nargs="?", const="", metavar="NAME",
+                   help="training and test curves of cost NAME (default: the first), rate changes marked")
+    p.add_argument("--filters", metavar="LAYER", help="a layer's filters; conv1 of a two-tower net: conv1a, conv1b")
+    p.add_argument("--preds", action="store_true", help="test images with their 5 best classes")
+    p.add_argument("--similar", metavar="LAYER", help="test images and their nearest training images in LAYER")
+    p.add_argument("--features", metavar="LAYER", help="LAYER's outputs for --test-range, written to files")
+    p.add_argument("--train-range", metavar="RANGE", help="--similar: training batches searched (default: the "
+                                                           "checkpoint's)")
+    p.add_argument("--count", type=int, default=8, metavar="N", help="--preds, --similar: images shown (default 8)")
+    p.add_argument("--neighbours", type=int, default=8, metavar="K", help="--similar: neighbours each (default 8)")
+    p.add_argument("--only-errors", action="store_true", help="--preds: only top-1 errors")
+    p.add_argument("--seed", type=int, default=0, help="which images are drawn (default 0)")
+    evaluation_options(p)
+    p.set_defaults(handler=_cmd_show)
+
     p = sub.add_parser("demo", help="the whole replay on handwritten digits: data, training, test, parity")
     p.add_argument("--out", default="alexnet-replay-demo", metavar="DIR",
                    help="folder for data, checkpoint, log and parity report (default ./alexnet-replay-demo)")
@@ -330,8 +466,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, metavar="N", help="epochs to train (default 15; 1 with --quick)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data split, weights and draws")
     p.add_argument("--no-parity", action="store_true", help="skip the parity check (it needs PyTorch)")
+    p.add_argument("--backend", choices=["engine", "port"], default="engine",
+                   help="what trains: the C++ engine or the PyTorch port (docs/scaling.md) (default engine)")
+    p.add_argument("--device", default="cpu", metavar="cpu|cuda|cuda:N",
+                   help="where it trains (cuda:N: the port only) (default cpu)")
     p.add_argument("--quiet", action="store_true", help="only the final line")
     p.set_defaults(handler=_cmd_demo)
+
+    p = sub.add_parser("dossier", help="a curator's dossier of a copy of the release: one self-contained page, "
+                                       "its facts as JSON, and an RO-Crate")
+    p.add_argument("copy", help="folder of the copy of the release")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="folder to write (dossier.html, dossier.json, replay/, ro-crate-metadata.json); replaced "
+                        "whole only if it holds an earlier dossier")
+    p.add_argument("--run", metavar="RUNDIR",
+                   help="a training run folder (its E.B.npz checkpoints) to describe as the replay; without it the "
+                        "demo runs")
+    p.add_argument("--quick", action="store_true", help="the demo's replay for one epoch")
+    p.set_defaults(handler=_cmd_dossier)
 
     p = sub.add_parser("parity", help="the engine against the PyTorch port, layer by layer, with a report")
     p.add_argument("layers", help="layer-definition file, or a bundled network name (cifar-18pct, paper-2012)")
@@ -429,9 +581,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ReplayError as exc:
         print(f"alexnet-replay: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except BrokenPipeError:  # `alexnet-replay catalog ... | head`
-        sys.stderr.close()
-        return 0
+    except OSError as exc:  # the file system refused: a full disk, a file where a folder should be, ...
+        if isinstance(exc, BrokenPipeError):  # `alexnet-replay catalog ... | head`
+            sys.stderr.close()
+            return 0
+        print(f"alexnet-replay: error: {os_error_message(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("alexnet-replay: interrupted", file=sys.stderr)
         return 130
