@@ -443,5 +443,5 @@ def test_in_a_real_browser_no_console_error_no_network_request(built, not_runnin
 
 def test_the_build_time_is_recorded(built):
     dossier, _, seconds = built
-    assert 0 < dossier["build_seconds"] <= seconds
+    assert 0 < dossier["build_seconds"] <= seconds + 0.005  # the page rounds it to hundredths
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", dossier["created"])
