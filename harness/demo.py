@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -148,7 +149,7 @@ def run_demo(out_dir: str | Path = "alexnet-replay-demo", *, quick: bool = False
         "figures": figures,
     }
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
-    say(f"demo: outputs in {out}: data/ (batches), {checkpoint.relative_to(out)} (checkpoint), log.txt, "
+    say(f"demo: outputs in {out}: data/ (batches), {os.path.relpath(checkpoint, out)} (checkpoint), log.txt, "
         + ("parity/ (report.md, .html, .json), " if report_info.get("ran") else "")
         + ("show/ (cost.png, filters.png, show.html), " if figures.get("ran") else "")
         + f"summary.json; {summary['seconds']:.0f} s in all")

@@ -16,7 +16,7 @@ from alexnet_replay.harness.batches import read_meta
 pytest.importorskip("sklearn", reason="scikit-learn (a test extra) ships the digits")
 
 
-def test_quick_demo_writes_every_output(tmp_path, capsys):
+def test_quick_demo_writes_every_output(tmp_path, capsys, monkeypatch):
     pytest.importorskip("torch", reason="the parity check needs the PyTorch port")
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--quick", "--seed", "1"]) == 0
@@ -46,8 +46,10 @@ def test_quick_demo_writes_every_output(tmp_path, capsys):
     assert [t[0] for t in cost["test"]] == [5] and len(cost["train"]) == 5   # one test, after batch 5 of 5
     assert (out / "show" / "filters.png").read_bytes()[:4] == b"\x89PNG" and "base64," in \
         (out / "show" / "show.html").read_text()
-    # running it again into the same folder starts clean: still one run folder, one checkpoint
-    assert main(["demo", "--out", str(out), "--quick", "--seed", "1", "--no-parity", "--quiet"]) == 0
+    # running it again into the same folder, named relative to the working folder as a new user's
+    # default is, starts clean: still one run folder, one checkpoint
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--out", "demo", "--quick", "--seed", "1", "--no-parity", "--quiet"]) == 0
     assert len(list((out / "runs").glob("ConvNet__*/*.npz"))) == 1
     assert capsys.readouterr().out.startswith("test accuracy ")
 
