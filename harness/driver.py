@@ -474,11 +474,11 @@ def _train_loop(net: EngineNet, run: Run, options: dict[str, Any], train_range: 
             ne, nb = (epoch, train_range[i + 1]) if i + 1 < len(train_range) else (epoch + 1, train_range[0])
             train_dp.prefetch(nb, batch_rng(options["seed"], ne, nb))
         costs = _run_batch(net, matrices, options["mini"], train=True)
-        _stop_if_not_finite(net, run)
         cases = matrices[0].shape[1]
         run.options["_history"].add_train(run.batches_done, epoch, batchnum, cases, costs)
         line = f"{epoch}.{batchnum}... {format_costs(costs, cases)}"
         if run.batches_done % options["test_freq"] == 0 and run.writer:
+            _stop_if_not_finite(net, run)  # before the test and the save; not every batch (a copy on a GPU)
             log(line)
             test_index = _test(net, test_dp, test_range, run, log, start=test_index,
                                all_batches=not options["test_one"])

@@ -63,11 +63,12 @@ class Controller {
 
   int next() {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (adaptive_) {
+    // /proc/stat is read only once a window has passed, not at every forward
+    if (adaptive_ && (!last_.ok || wall_now() - last_.wall >= (decided_ ? kWindowSeconds : kFirstWindowSeconds))) {
       const Sample now = sample();
       if (!now.ok || !last_.ok) {
         last_ = now;
-      } else if (now.wall - last_.wall >= (decided_ ? kWindowSeconds : kFirstWindowSeconds)) {
+      } else {  // a whole window since the last decision
         decided_ = true;
         const double wall = now.wall - last_.wall;
         neighbours_ = std::max(0.0, ((now.busy - last_.busy) - (now.ours - last_.ours)) / wall);
@@ -94,9 +95,13 @@ class Controller {
   }
 
  private:
+  static double wall_now() {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  }
+
   Sample sample() const {
     Sample s;
-    s.wall = std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+    s.wall = wall_now();
 #ifdef __linux__
     timespec ts{};
     if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) != 0) return s;
